@@ -1,0 +1,19 @@
+/**
+ * The HTTP API: every route defined once (`routes.ts`) and served by fastify with request/response schemas,
+ * OpenAPI at `/openapi.json`, metrics, request ids and API-key auth; the same definitions drive the typed
+ * client the CLI uses. Error codes map to HTTP statuses in one table (`errors.ts`).
+ */
+export { ApiClient, type ApiClientOptions, type CallInput } from './client.js'
+export { ApiError, BadRequestError, toHttpError, UnauthorizedError } from './errors.js'
+export {
+  type BodyOf,
+  ErrorBody,
+  type ParamsOf,
+  type QueryOf,
+  type ResponseOf,
+  type RouteDef,
+  type RouteId,
+  type Routes,
+  routes,
+} from './routes.js'
+export { type ApiComponents, type ApiServerOptions, createApiServer, NotAValueError } from './server.js'

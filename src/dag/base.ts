@@ -1,0 +1,125 @@
+import type { Logger, Metrics } from '../observability/index.js'
+import { type Block, type ValidatedBlock, validateBlock } from './block.js'
+import type { CID } from './cid.js'
+import { checkAborted } from './errors.js'
+import type { BatchPlan } from './plan.js'
+import type {
+  AbortOptions,
+  BlockStore,
+  ChainHead,
+  Evidence,
+  GcOptions,
+  PutOptions,
+  PutResult,
+  StoreStats,
+} from './store.js'
+
+export interface StoreComponents {
+  logger?: Logger
+  metrics?: Metrics
+}
+
+/** Error codes that mean "bad input", as opposed to a store failure. */
+const INPUT_ERRORS = new Set([
+  'BLOCK_TOO_LARGE',
+  'CID_MISMATCH',
+  'INVALID_CID',
+  'MALFORMED_BLOCK',
+  'INVALID_SIGNATURE',
+  'CHAIN_GAP',
+  'PREV_MISMATCH',
+  'UNANCHORED_CHUNK',
+])
+
+export function isInputError(err: unknown): boolean {
+  return INPUT_ERRORS.has((err as { code?: string })?.code ?? '')
+}
+
+/**
+ * The shared half of every backend: validation before any I/O, metrics, and the bulk methods built on the
+ * primitives. Backends implement `commit` (look up, plan with `planBatch`, write, in one transaction) and the
+ * reads.
+ */
+export abstract class AbstractBlockStore implements BlockStore {
+  abstract readonly backend: 'sqlite' | 'postgres'
+  protected readonly logger?: Logger
+  protected readonly metrics?: Metrics
+
+  constructor(components: StoreComponents = {}) {
+    this.logger = components.logger
+    this.metrics = components.metrics
+  }
+
+  abstract open(options?: AbortOptions): Promise<void>
+  abstract close(): Promise<void>
+  /** Within one transaction: load lookups, call planBatch, apply the plan. Returns the plan it applied. */
+  protected abstract commit(blocks: ValidatedBlock[], options?: AbortOptions): Promise<BatchPlan>
+  abstract get(cid: CID, options?: AbortOptions): Promise<Uint8Array>
+  abstract has(cid: CID, options?: AbortOptions): Promise<boolean>
+  abstract delete(cid: CID, options?: AbortOptions): Promise<void>
+  abstract all(options?: AbortOptions): AsyncGenerator<Block>
+  abstract links(cid: CID, options?: AbortOptions): Promise<CID[]>
+  abstract chainHead(chain: string, options?: AbortOptions): Promise<ChainHead | undefined>
+  abstract chainHeads(options?: AbortOptions): Promise<ChainHead[]>
+  abstract chainEntry(chain: string, seq: number, options?: AbortOptions): Promise<CID | undefined>
+  abstract evidence(options?: AbortOptions): Promise<Evidence[]>
+  abstract pin(cid: CID, options?: AbortOptions): Promise<void>
+  abstract unpin(cid: CID, options?: AbortOptions): Promise<void>
+  abstract pins(options?: AbortOptions): Promise<CID[]>
+  abstract gc(options?: GcOptions): Promise<{ removed: number }>
+  abstract stats(options?: AbortOptions): Promise<StoreStats>
+  abstract ping(options?: AbortOptions): Promise<void>
+
+  async put(block: Block, options?: PutOptions): Promise<PutResult> {
+    const [result] = await this.putMany([block], options)
+    return result!
+  }
+
+  async putMany(blocks: Block[], options: PutOptions = {}): Promise<PutResult[]> {
+    checkAborted(options.signal)
+    const source = options.source ?? 'local'
+    const validated: ValidatedBlock[] = []
+    try {
+      for (const b of blocks) validated.push(validateBlock(b.cid, b.bytes))
+    } catch (err) {
+      this.rejected(err, source)
+      throw err
+    }
+    const end = this.metrics?.storeOpDuration.startTimer({ backend: this.backend, op: 'put' })
+    let plan: BatchPlan
+    try {
+      plan = await this.commit(validated, options)
+    } catch (err) {
+      if (isInputError(err)) this.rejected(err, source)
+      else this.metrics?.storeErrors.inc({ backend: this.backend, op: 'put' })
+      throw err
+    } finally {
+      end?.()
+    }
+    for (const [i, r] of plan.results.entries()) {
+      if (r.status === 'stored') this.metrics?.blocksStored.inc({ kind: validated[i]!.kind, source })
+      else if (r.status === 'duplicate') this.metrics?.blocksDuplicate.inc({ source })
+      else {
+        this.metrics?.equivocations.inc({ source })
+        this.logger?.warn(
+          { cid: r.cid.toString(), source },
+          'equivocation: second block for an occupied chain position',
+        )
+      }
+    }
+    return plan.results
+  }
+
+  async *getMany(cids: Iterable<CID>, options: AbortOptions = {}): AsyncGenerator<Block> {
+    for (const cid of cids) {
+      checkAborted(options.signal)
+      yield { cid, bytes: await this.get(cid, options) }
+    }
+  }
+
+  private rejected(err: unknown, source: string): void {
+    const reason = (err as { code?: string })?.code ?? 'UNKNOWN'
+    this.metrics?.blocksRejected.inc({ reason, source })
+    this.logger?.debug({ reason, source, err: (err as Error).message }, 'block rejected')
+  }
+}

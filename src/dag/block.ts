@@ -1,0 +1,184 @@
+import * as dagCbor from '@ipld/dag-cbor'
+import { equals } from 'multiformats/bytes'
+import { blockTag, publicKeyFromDid, type Signer, verifyWithDomain } from '../identity/index.js'
+import { CID, cidFor, DAG_CBOR, RAW, SHA2_256 } from './cid.js'
+import {
+  BlockTooLargeError,
+  CidMismatchError,
+  InvalidCidError,
+  InvalidSignatureError,
+  MalformedBlockError,
+} from './errors.js'
+
+/** Hard limit on one block's encoded bytes (signed record or chunk). */
+export const MAX_BLOCK_BYTES = 2 * 1024 * 1024
+/** Format version written in every signed block. */
+export const BLOCK_VERSION = 1
+
+/** The fields of a signed block, in the order they are documented (DAG-CBOR sorts keys itself). */
+export interface UnsignedBlock {
+  /** Format version, currently 1. */
+  v: number
+  /** Record type, e.g. `icn.value/v1`; part of the signature's domain tag. */
+  type: string
+  /** Chain id: `<author DID>/<name>`; only the author can write it. */
+  chain: string
+  /** Position in the chain, from 0. */
+  seq: number
+  /** CID of the block at `seq - 1`, null at seq 0. */
+  prev: CID | null
+  /** did:key of the signer. */
+  author: string
+  /** Author's clock, ms since the Unix epoch (informational). */
+  ts: number
+  /** The record's content: any IPLD data; CIDs in it are links. */
+  body: unknown
+}
+
+export interface SignedBlock extends UnsignedBlock {
+  /** Ed25519 signature over blockTag(type) || 0x00 || dagCbor(unsigned fields). */
+  sig: Uint8Array
+}
+
+/** Bytes with their CID, as they travel and are stored. */
+export interface Block {
+  cid: CID
+  bytes: Uint8Array
+}
+
+/** A block that passed every context-free check. */
+export type ValidatedBlock =
+  | { kind: 'signed'; cid: CID; bytes: Uint8Array; block: SignedBlock; links: CID[] }
+  | { kind: 'raw'; cid: CID; bytes: Uint8Array }
+
+const CHAIN_NAME = /^[A-Za-z0-9._~:/-]{1,128}$/
+const RECORD_TYPE = /^[a-z0-9][a-z0-9._-]*\/v[0-9]+$/
+const FIELDS = ['author', 'body', 'chain', 'prev', 'seq', 'sig', 'ts', 'type', 'v']
+
+/** Chain id of the chain `name` written by `author`. */
+export function chainId(author: string, name: string): string {
+  if (!CHAIN_NAME.test(name)) throw new MalformedBlockError(`invalid chain name ${JSON.stringify(name)}`)
+  return `${author}/${name}`
+}
+
+/** The writer of a chain: the DID before the first '/'. */
+export function chainWriter(chain: string): string {
+  const i = chain.indexOf('/')
+  return i < 0 ? '' : chain.slice(0, i)
+}
+
+/** Encode and sign a record; returns the block's bytes and CID. */
+export function createSignedBlock(
+  signer: Signer,
+  fields: Omit<UnsignedBlock, 'v' | 'author'>,
+): Block & { block: SignedBlock } {
+  const unsigned: UnsignedBlock = { v: BLOCK_VERSION, author: signer.did, ...fields }
+  checkShape(unsigned)
+  const sig = signer.signWithDomain(blockTag(unsigned.type), dagCbor.encode(unsigned))
+  const block: SignedBlock = { ...unsigned, sig }
+  const bytes = dagCbor.encode(block)
+  if (bytes.length > MAX_BLOCK_BYTES) throw new BlockTooLargeError(bytes.length, MAX_BLOCK_BYTES)
+  return { cid: cidFor(DAG_CBOR, bytes), bytes, block }
+}
+
+/** A raw chunk block. */
+export function createRawBlock(bytes: Uint8Array): Block {
+  if (bytes.length > MAX_BLOCK_BYTES) throw new BlockTooLargeError(bytes.length, MAX_BLOCK_BYTES)
+  return { cid: cidFor(RAW, bytes), bytes }
+}
+
+/**
+ * Every check that needs no store: size, CID matches bytes, canonical DAG-CBOR, field shapes, chain owned by
+ * the author, signature. Throws a typed error; the store adds the chain rules.
+ */
+export function validateBlock(cid: CID, bytes: Uint8Array): ValidatedBlock {
+  if (bytes.length > MAX_BLOCK_BYTES) throw new BlockTooLargeError(bytes.length, MAX_BLOCK_BYTES)
+  if (cid.version !== 1 || cid.multihash.code !== SHA2_256)
+    throw new InvalidCidError(`unsupported CID ${cid}`)
+  if (cid.code !== DAG_CBOR && cid.code !== RAW) throw new InvalidCidError(`unsupported codec in ${cid}`)
+  const actual = cidFor(cid.code, bytes)
+  if (!equals(actual.multihash.digest, cid.multihash.digest))
+    throw new CidMismatchError(cid.toString(), actual.toString())
+  if (cid.code === RAW) return { kind: 'raw', cid, bytes }
+
+  let decoded: unknown
+  try {
+    decoded = dagCbor.decode(bytes)
+  } catch (err) {
+    throw new MalformedBlockError(`not valid DAG-CBOR: ${(err as Error).message}`)
+  }
+  const block = checkShape(decoded, true) as SignedBlock
+  const { sig, ...unsigned } = block
+  const unsignedBytes = dagCbor.encode(unsigned)
+  // Canonical form: the same record must always have the same bytes, hence the same CID.
+  if (!equals(dagCbor.encode(block), bytes)) throw new MalformedBlockError('block is not canonical DAG-CBOR')
+  if (!verifyWithDomain(block.author, blockTag(block.type), unsignedBytes, sig))
+    throw new InvalidSignatureError(cid.toString(), block.author)
+  return { kind: 'signed', cid, bytes, block, links: collectLinks(block) }
+}
+
+/** Decode a stored signed block without re-verifying (the store only holds validated blocks). */
+export function decodeSignedBlock(bytes: Uint8Array): SignedBlock {
+  return dagCbor.decode(bytes) as SignedBlock
+}
+
+/** Every CID a signed block links: `prev` and any CID in the body. */
+export function collectLinks(block: UnsignedBlock): CID[] {
+  const out: CID[] = []
+  if (block.prev) out.push(block.prev)
+  walk(block.body, out, 0)
+  return out
+}
+
+function walk(value: unknown, out: CID[], depth: number): void {
+  if (depth > 64 || value === null || typeof value !== 'object') return
+  const asCid = CID.asCID(value)
+  if (asCid) {
+    out.push(asCid)
+    return
+  }
+  if (value instanceof Uint8Array) return
+  if (Array.isArray(value)) {
+    for (const v of value) walk(v, out, depth + 1)
+    return
+  }
+  for (const v of Object.values(value)) walk(v, out, depth + 1)
+}
+
+function checkShape(value: unknown, withSig = false): UnsignedBlock {
+  if (value === null || typeof value !== 'object' || Array.isArray(value))
+    throw new MalformedBlockError('block is not a map')
+  const rec = value as Record<string, unknown>
+  const keys = Object.keys(rec).sort()
+  const expected = withSig ? FIELDS : FIELDS.filter((k) => k !== 'sig')
+  if (keys.length !== expected.length || keys.some((k, i) => k !== expected[i]))
+    throw new MalformedBlockError(
+      `block fields must be exactly ${expected.join(', ')}; got ${keys.join(', ')}`,
+    )
+  if (rec.v !== BLOCK_VERSION) throw new MalformedBlockError(`unsupported block version ${String(rec.v)}`)
+  if (typeof rec.type !== 'string' || !RECORD_TYPE.test(rec.type) || rec.type.length > 64)
+    throw new MalformedBlockError('type must look like "name/v1"')
+  if (typeof rec.author !== 'string') throw new MalformedBlockError('author must be a did:key string')
+  try {
+    publicKeyFromDid(rec.author)
+  } catch {
+    throw new MalformedBlockError(`author is not an Ed25519 did:key: ${rec.author.slice(0, 80)}`)
+  }
+  if (typeof rec.chain !== 'string' || chainWriter(rec.chain) !== rec.author)
+    throw new MalformedBlockError('chain must be "<author DID>/<name>"')
+  if (!CHAIN_NAME.test(rec.chain.slice(rec.author.length + 1)))
+    throw new MalformedBlockError('invalid chain name')
+  if (typeof rec.seq !== 'number' || !Number.isSafeInteger(rec.seq) || rec.seq < 0)
+    throw new MalformedBlockError('seq must be a non-negative integer')
+  if (rec.seq === 0 && rec.prev !== null)
+    throw new MalformedBlockError('block 0 of a chain must have prev null')
+  if (rec.seq > 0 && CID.asCID(rec.prev) === null)
+    throw new MalformedBlockError('prev must be a CID after block 0')
+  if (rec.prev !== null && CID.asCID(rec.prev)?.code !== DAG_CBOR)
+    throw new MalformedBlockError('prev must be a dag-cbor CID')
+  if (typeof rec.ts !== 'number' || !Number.isSafeInteger(rec.ts) || rec.ts < 0)
+    throw new MalformedBlockError('ts must be a non-negative integer (ms)')
+  if (withSig && (!(rec.sig instanceof Uint8Array) || rec.sig.length !== 64))
+    throw new MalformedBlockError('sig must be 64 bytes')
+  return rec as unknown as UnsignedBlock
+}

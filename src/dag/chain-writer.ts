@@ -1,0 +1,103 @@
+import type { Signer } from '../identity/index.js'
+import type { Logger } from '../observability/index.js'
+import { type Block, chainId, createSignedBlock } from './block.js'
+import type { CID } from './cid.js'
+import { ChainConflictError, checkAborted } from './errors.js'
+import type { AbortOptions, BlockSource, BlockStore } from './store.js'
+import { encodeValue, VALUE_RECORD_TYPE } from './value.js'
+
+export interface ChainWriterOptions {
+  /** Chain name under the signer's DID, e.g. `node`. */
+  name: string
+}
+
+export interface ChainWriterComponents {
+  store: BlockStore
+  signer: Signer
+  logger?: Logger
+  clock?: { now(): number }
+}
+
+export interface AppendResult {
+  cid: CID
+  seq: number
+  chunks: number
+}
+
+/**
+ * The single writer of one chain: appends signed records one at a time (a queue, so concurrent callers get
+ * consecutive sequence numbers), each linked to the previous head. The head advances only after the store
+ * acknowledged the block, so a failed write leaves the chain as it was.
+ */
+export class ChainWriter {
+  readonly chain: string
+  private head?: { seq: number; cid: CID }
+  private loaded = false
+  private queue: Promise<unknown> = Promise.resolve()
+
+  constructor(
+    opts: ChainWriterOptions,
+    private readonly components: ChainWriterComponents,
+  ) {
+    this.chain = chainId(components.signer.did, opts.name)
+  }
+
+  /** Append a record of `type` with `body`, plus any chunk blocks it links, in one atomic put. */
+  append(
+    type: string,
+    body: unknown,
+    extra: Block[] = [],
+    options: AbortOptions & { source?: BlockSource } = {},
+  ): Promise<AppendResult> {
+    const run = this.queue.then(() => this.appendNow(type, body, extra, options))
+    this.queue = run.catch(() => undefined)
+    return run
+  }
+
+  /** Store any JSON-like value as an `icn.value/v1` record, chunked if large. */
+  async appendValue(
+    value: unknown,
+    options: AbortOptions & { source?: BlockSource } = {},
+  ): Promise<AppendResult> {
+    const { body, chunks } = encodeValue(value)
+    return this.append(VALUE_RECORD_TYPE, body, chunks, options)
+  }
+
+  /** The current head, read from the store on first use. */
+  async currentHead(options: AbortOptions = {}): Promise<{ seq: number; cid: CID } | undefined> {
+    if (!this.loaded) {
+      const head = await this.components.store.chainHead(this.chain, options)
+      this.head = head ? { seq: head.seq, cid: head.cid } : undefined
+      this.loaded = true
+    }
+    return this.head
+  }
+
+  private async appendNow(
+    type: string,
+    body: unknown,
+    extra: Block[],
+    options: AbortOptions & { source?: BlockSource },
+  ): Promise<AppendResult> {
+    checkAborted(options.signal)
+    const head = await this.currentHead(options)
+    const seq = head ? head.seq + 1 : 0
+    const block = createSignedBlock(this.components.signer, {
+      type,
+      chain: this.chain,
+      seq,
+      prev: head?.cid ?? null,
+      ts: this.components.clock?.now() ?? Date.now(),
+      body,
+    })
+    const [result] = await this.components.store.putMany([block, ...extra], options)
+    if (result?.status === 'equivocation') {
+      // Another writer holds this key and wrote this position: reload and refuse rather than fork further.
+      this.loaded = false
+      throw new ChainConflictError(this.chain, seq)
+    }
+    this.head = { seq, cid: block.cid }
+    this.components.logger?.debug({ cid: block.cid.toString(), seq, chain: this.chain }, 'block appended')
+    return { cid: block.cid, seq, chunks: extra.length }
+  }
+}

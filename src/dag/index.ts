@@ -1,0 +1,64 @@
+/**
+ * The DAG: signed, content-addressed blocks (DAG-CBOR, CIDv1 sha2-256) on single-writer chains, raw chunks
+ * for large values, the BlockStore interface with its SQLite and PostgreSQL backends, pins, garbage
+ * collection and CAR import/export. Every byte entering a store is validated here.
+ */
+export { AbstractBlockStore, isInputError, type StoreComponents } from './base.js'
+export {
+  BLOCK_VERSION,
+  type Block,
+  chainId,
+  chainWriter,
+  collectLinks,
+  createRawBlock,
+  createSignedBlock,
+  decodeSignedBlock,
+  MAX_BLOCK_BYTES,
+  type SignedBlock,
+  type UnsignedBlock,
+  type ValidatedBlock,
+  validateBlock,
+} from './block.js'
+export {
+  DEFAULT_MAX_CAR_BYTES,
+  type ExportCarOptions,
+  type ExportCarResult,
+  exportCar,
+  type ImportCarOptions,
+  type ImportCarResult,
+  importCar,
+} from './car.js'
+export {
+  type AppendResult,
+  ChainWriter,
+  type ChainWriterComponents,
+  type ChainWriterOptions,
+} from './chain-writer.js'
+export { CID, checkCid, cidFor, DAG_CBOR, parseCid, RAW } from './cid.js'
+export * from './errors.js'
+export {
+  type StoreHealthComponents,
+  StoreHealthMonitor,
+  type StoreHealthOptions,
+  type StoreHealthStatus,
+  type TimerClock,
+} from './health.js'
+export { lookupsFor, planBatch, positionKey } from './plan.js'
+export {
+  describePgUrl,
+  isConnectionError,
+  PostgresBlockStore,
+  type PostgresStoreOptions,
+} from './postgres.js'
+export { SqliteBlockStore, type SqliteStoreOptions } from './sqlite.js'
+export type * from './store.js'
+export {
+  CHUNK_BYTES,
+  decodeValue,
+  encodeValue,
+  INLINE_VALUE_BYTES,
+  MAX_VALUE_BYTES,
+  VALUE_RECORD_TYPE,
+  type ValueBody,
+} from './value.js'
+export { type BadBlock, type VerifyStoreOptions, type VerifyStoreResult, verifyStore } from './verify.js'

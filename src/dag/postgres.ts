@@ -1,0 +1,581 @@
+import pg from 'pg'
+import { IcnError } from '../identity/index.js'
+import { AbstractBlockStore, type StoreComponents } from './base.js'
+import type { Block, ValidatedBlock } from './block.js'
+import { type CID, cidFromBytes } from './cid.js'
+import {
+  BlockNotFoundError,
+  checkAborted,
+  StoreClosedError,
+  StoreOpenError,
+  StoreUnavailableError,
+} from './errors.js'
+import { type BatchPlan, lookupsFor, planBatch, positionKey } from './plan.js'
+import { POSTGRES_MIGRATIONS } from './postgres-schema.js'
+import type { AbortOptions, ChainHead, Evidence, GcOptions, StoreStats } from './store.js'
+
+export interface PostgresStoreOptions {
+  /** `postgres://user[:password]@host[:port]/database`. */
+  url: string
+  /** Connections in the pool (default 8). */
+  poolSize?: number
+  /** Give up on a new connection after this long (default 10 000 ms). */
+  connectTimeoutMs?: number
+  /** Server-side limit on any one statement (default: none). */
+  statementTimeoutMs?: number
+}
+
+type Row = Record<string, unknown>
+
+const PAGE = 256
+/** Advisory lock key (in `hashtextextended` space) held while migrating; chain ids all start with `did:`. */
+const MIGRATION_LOCK = "hashtextextended('icn:schema_migrations', 0)"
+/** Errors worth retrying the whole transaction for (deadlock, serialization failure). */
+const RETRYABLE = new Set(['40P01', '40001'])
+const CONNECTION_CODES = new Set([
+  'ECONNREFUSED',
+  'ECONNRESET',
+  'ECONNABORTED',
+  'ETIMEDOUT',
+  'EPIPE',
+  'ENOTFOUND',
+  'EHOSTUNREACH',
+  'ENETUNREACH',
+  'EAI_AGAIN',
+  '53300', // too_many_connections
+  '57014', // query_canceled (statement_timeout)
+  '57P01', // admin_shutdown
+  '57P02', // crash_shutdown
+  '57P03', // cannot_connect_now
+])
+const CONNECTION_MESSAGES =
+  /connection terminated|connection error|timeout exceeded when trying to connect|not queryable|connection ended|terminating connection|query read timeout|server closed the connection/i
+
+/** Whether an error means the database could not be reached or dropped the connection (not bad input). */
+export function isConnectionError(err: unknown): boolean {
+  if (err instanceof IcnError) return false
+  const code = (err as { code?: unknown })?.code
+  if (typeof code === 'string' && (CONNECTION_CODES.has(code) || code.startsWith('08'))) return true
+  const errors = (err as { errors?: unknown })?.errors // AggregateError from a dual-stack connect
+  if (Array.isArray(errors) && errors.some(isConnectionError)) return true
+  return CONNECTION_MESSAGES.test((err as Error)?.message ?? '')
+}
+
+/** `host:port/database` of a connection URL, without user or password. */
+export function describePgUrl(url: string): string {
+  try {
+    const u = new URL(url)
+    const host = u.hostname || u.searchParams.get('host') || 'localhost'
+    const db =
+      decodeURIComponent(u.pathname.replace(/^\//, '')) || decodeURIComponent(u.username) || 'postgres'
+    return `${host}:${u.port || '5432'}/${db}`
+  } catch {
+    return '(unparseable PostgreSQL URL)'
+  }
+}
+
+/**
+ * PostgreSQL backend (`pg` pool). Same tables and meaning as the SQLite backend; a put is one transaction with
+ * a constant number of round trips, whatever the batch size: advisory locks on the batch's chains (so writers
+ * in several processes serialise per chain), one lookup, one write statement.
+ */
+export class PostgresBlockStore extends AbstractBlockStore {
+  readonly backend = 'postgres' as const
+  private pool?: pg.Pool
+  private opening?: Promise<void>
+  private readonly where: string
+  private readonly secrets: string[]
+
+  constructor(
+    private readonly options: PostgresStoreOptions,
+    components: StoreComponents = {},
+  ) {
+    super(components)
+    this.where = describePgUrl(options.url)
+    this.secrets = [options.url]
+    try {
+      const password = new URL(options.url).password
+      if (password) this.secrets.push(password, decodeURIComponent(password))
+    } catch {
+      // an unparseable URL fails at open, with the URL itself redacted
+    }
+  }
+
+  async open(options: AbortOptions = {}): Promise<void> {
+    checkAborted(options.signal)
+    if (this.pool) return
+    this.opening ??= this.connect().finally(() => {
+      this.opening = undefined
+    })
+    return this.opening
+  }
+
+  private async connect(): Promise<void> {
+    const timeout = this.options.statementTimeoutMs
+    const pool = new pg.Pool({
+      connectionString: this.options.url,
+      max: this.options.poolSize ?? 8,
+      connectionTimeoutMillis: this.options.connectTimeoutMs ?? 10_000,
+      keepAlive: true,
+      application_name: 'icn',
+      ...(timeout ? { statement_timeout: timeout, query_timeout: timeout + 5_000 } : {}),
+    })
+    // An idle client whose connection drops emits here; without a listener the process would crash.
+    pool.on('error', (err) => {
+      this.logger?.warn(
+        { db: this.where, err: this.redact(err.message) },
+        'idle PostgreSQL connection failed',
+      )
+    })
+    try {
+      await withClient(pool, (client) => migrate(client))
+    } catch (err) {
+      await pool.end().catch(() => {})
+      throw new StoreOpenError(
+        `cannot open PostgreSQL store at ${this.where}: ${this.redact(errorText(err))}`,
+        { cause: err },
+      )
+    }
+    this.pool = pool
+    this.metrics?.storeUp.set({ backend: 'postgres' }, 1)
+    this.logger?.info({ db: this.where }, 'postgres store open')
+  }
+
+  async close(): Promise<void> {
+    await this.opening?.catch(() => {})
+    const pool = this.pool
+    if (!pool) return
+    this.pool = undefined
+    await pool.end()
+    this.metrics?.storeUp.set({ backend: 'postgres' }, 0)
+  }
+
+  private p(): pg.Pool {
+    if (!this.pool) throw new StoreClosedError()
+    return this.pool
+  }
+
+  private redact(text: string): string {
+    let out = text
+    for (const s of this.secrets) if (s) out = out.split(s).join('***')
+    return out
+  }
+
+  /** Connection failures become StoreUnavailableError; everything else (bad input, bugs) passes through. */
+  private translate(err: unknown, op: string): unknown {
+    if (!isConnectionError(err)) return err
+    this.metrics?.storeUp.set({ backend: 'postgres' }, 0)
+    if (op !== 'put') this.metrics?.storeErrors.inc({ backend: 'postgres', op })
+    return new StoreUnavailableError(
+      `PostgreSQL database at ${this.where} is unreachable: ${this.redact(errorText(err))}`,
+      { cause: err },
+    )
+  }
+
+  private async query(op: string, sql: string | pg.QueryConfig, values?: unknown[]): Promise<Row[]> {
+    const pool = this.p()
+    try {
+      const res = typeof sql === 'string' ? await pool.query(sql, values) : await pool.query(sql)
+      return res.rows as Row[]
+    } catch (err) {
+      throw this.translate(err, op)
+    }
+  }
+
+  protected async commit(blocks: ValidatedBlock[], options: AbortOptions = {}): Promise<BatchPlan> {
+    const pool = this.p()
+    for (let attempt = 1; ; attempt++) {
+      checkAborted(options.signal)
+      try {
+        return await withClient(pool, async (client, discard) => {
+          await client.query('BEGIN')
+          try {
+            const plan = await apply(client, blocks)
+            checkAborted(options.signal)
+            await client.query('COMMIT')
+            return plan
+          } catch (err) {
+            await client.query('ROLLBACK').catch(discard)
+            throw err
+          }
+        })
+      } catch (err) {
+        const code = (err as { code?: string })?.code
+        if (attempt < 3 && code && RETRYABLE.has(code)) continue
+        throw this.translate(err, 'put')
+      }
+    }
+  }
+
+  async get(cid: CID, options: AbortOptions = {}): Promise<Uint8Array> {
+    checkAborted(options.signal)
+    const end = this.metrics?.storeOpDuration.startTimer({ backend: 'postgres', op: 'get' })
+    try {
+      const rows = await this.query('get', {
+        name: 'icn_get',
+        text: 'SELECT data FROM blocks WHERE cid = $1',
+        values: [cid.bytes],
+      })
+      if (rows.length === 0) throw new BlockNotFoundError(cid.toString())
+      return rows[0]!.data as Uint8Array
+    } finally {
+      end?.()
+    }
+  }
+
+  async has(cid: CID, options: AbortOptions = {}): Promise<boolean> {
+    checkAborted(options.signal)
+    const rows = await this.query('has', {
+      name: 'icn_has',
+      text: 'SELECT 1 FROM blocks WHERE cid = $1',
+      values: [cid.bytes],
+    })
+    return rows.length > 0
+  }
+
+  async delete(cid: CID, options: AbortOptions = {}): Promise<void> {
+    checkAborted(options.signal)
+    await this.query(
+      'delete',
+      `WITH b AS (DELETE FROM blocks WHERE cid = $1), l AS (DELETE FROM links WHERE parent = $1)
+       DELETE FROM pins WHERE cid = $1`,
+      [cid.bytes],
+    )
+  }
+
+  async *all(options: AbortOptions = {}): AsyncGenerator<Block> {
+    let after = 0
+    for (;;) {
+      checkAborted(options.signal)
+      const rows = await this.query('all', {
+        name: 'icn_page',
+        text: 'SELECT id, cid, data FROM blocks WHERE id > $1 ORDER BY id LIMIT $2',
+        values: [after, PAGE],
+      })
+      if (rows.length === 0) return
+      for (const row of rows)
+        yield { cid: cidFromBytes(row.cid as Uint8Array), bytes: row.data as Uint8Array }
+      after = Number(rows[rows.length - 1]!.id)
+    }
+  }
+
+  async links(cid: CID, options: AbortOptions = {}): Promise<CID[]> {
+    checkAborted(options.signal)
+    const rows = await this.query('links', 'SELECT child FROM links WHERE parent = $1', [cid.bytes])
+    return rows.map((r) => cidFromBytes(r.child as Uint8Array))
+  }
+
+  async chainHead(chain: string, options: AbortOptions = {}): Promise<ChainHead | undefined> {
+    checkAborted(options.signal)
+    const rows = await this.query(
+      'chainHead',
+      'SELECT chain, author, head_seq, head_cid FROM chains WHERE chain = $1',
+      [chain],
+    )
+    return rows[0] ? headFromRow(rows[0]) : undefined
+  }
+
+  async chainHeads(options: AbortOptions = {}): Promise<ChainHead[]> {
+    checkAborted(options.signal)
+    const rows = await this.query(
+      'chainHeads',
+      'SELECT chain, author, head_seq, head_cid FROM chains ORDER BY chain COLLATE "C"',
+    )
+    return rows.map(headFromRow)
+  }
+
+  async chainEntry(chain: string, seq: number, options: AbortOptions = {}): Promise<CID | undefined> {
+    checkAborted(options.signal)
+    const rows = await this.query(
+      'chainEntry',
+      'SELECT cid FROM chain_entries WHERE chain = $1 AND seq = $2',
+      [chain, seq],
+    )
+    return rows[0] ? cidFromBytes(rows[0].cid as Uint8Array) : undefined
+  }
+
+  async evidence(options: AbortOptions = {}): Promise<Evidence[]> {
+    checkAborted(options.signal)
+    const rows = await this.query(
+      'evidence',
+      `SELECT chain, seq, first_cid, second_cid, detected_at FROM evidence
+       ORDER BY detected_at, chain COLLATE "C", seq`,
+    )
+    return rows.map((r) => ({
+      chain: r.chain as string,
+      seq: Number(r.seq),
+      first: cidFromBytes(r.first_cid as Uint8Array),
+      second: cidFromBytes(r.second_cid as Uint8Array),
+      detectedAt: Number(r.detected_at),
+    }))
+  }
+
+  async pin(cid: CID, options: AbortOptions = {}): Promise<void> {
+    checkAborted(options.signal)
+    const rows = await this.query(
+      'pin',
+      `WITH p AS (
+         INSERT INTO pins (cid, pinned_at) SELECT $1, $2 WHERE EXISTS (SELECT 1 FROM blocks WHERE cid = $1)
+         ON CONFLICT DO NOTHING
+       )
+       SELECT EXISTS (SELECT 1 FROM blocks WHERE cid = $1) AS found`,
+      [cid.bytes, Date.now()],
+    )
+    if (!rows[0]?.found) throw new BlockNotFoundError(cid.toString())
+  }
+
+  async unpin(cid: CID, options: AbortOptions = {}): Promise<void> {
+    checkAborted(options.signal)
+    await this.query('unpin', 'DELETE FROM pins WHERE cid = $1', [cid.bytes])
+  }
+
+  async pins(options: AbortOptions = {}): Promise<CID[]> {
+    checkAborted(options.signal)
+    const rows = await this.query('pins', 'SELECT cid FROM pins ORDER BY pinned_at, cid')
+    return rows.map((r) => cidFromBytes(r.cid as Uint8Array))
+  }
+
+  async gc(options: GcOptions = {}): Promise<{ removed: number }> {
+    checkAborted(options.signal)
+    const end = this.metrics?.storeOpDuration.startTimer({ backend: 'postgres', op: 'gc' })
+    let removed: number
+    try {
+      // One statement, so one snapshot: the live set, the block deletion and the dangling links go together.
+      const rows = await this.query(
+        'gc',
+        `WITH RECURSIVE live(cid) AS (
+           SELECT cid FROM pins
+           UNION SELECT first_cid FROM evidence
+           UNION SELECT second_cid FROM evidence
+           UNION SELECT unnest($1::bytea[])
+           UNION SELECT l.child FROM links l JOIN live ON l.parent = live.cid
+         ),
+         gone AS (
+           DELETE FROM blocks b WHERE NOT EXISTS (SELECT 1 FROM live WHERE live.cid = b.cid) RETURNING b.cid
+         ),
+         dangling AS (
+           DELETE FROM links l
+           WHERE l.parent IN (SELECT cid FROM gone) OR NOT EXISTS (SELECT 1 FROM blocks b WHERE b.cid = l.parent)
+         )
+         SELECT count(*) AS removed FROM gone`,
+        [(options.roots ?? []).map((r) => r.bytes)],
+      )
+      removed = Number(rows[0]?.removed ?? 0)
+    } finally {
+      end?.()
+    }
+    this.metrics?.gcRemoved.inc(removed)
+    this.logger?.info({ removed }, 'garbage collection done')
+    return { removed }
+  }
+
+  async stats(options: AbortOptions = {}): Promise<StoreStats> {
+    checkAborted(options.signal)
+    const rows = await this.query(
+      'stats',
+      `SELECT (SELECT count(*) FROM blocks) AS blocks, (SELECT sum(size) FROM blocks) AS bytes,
+         (SELECT count(*) FROM chains) AS chains, (SELECT count(*) FROM pins) AS pins,
+         (SELECT count(*) FROM evidence) AS evidence`,
+    )
+    const r = rows[0]!
+    return {
+      blocks: Number(r.blocks),
+      bytes: Number(r.bytes ?? 0),
+      chains: Number(r.chains),
+      pins: Number(r.pins),
+      evidence: Number(r.evidence),
+    }
+  }
+
+  async ping(options: AbortOptions = {}): Promise<void> {
+    checkAborted(options.signal)
+    await this.query('ping', 'SELECT 1')
+    this.metrics?.storeUp.set({ backend: 'postgres' }, 1)
+  }
+}
+
+/**
+ * Run `fn` on a pooled client. A client whose connection fails while checked out emits 'error' (which would
+ * crash the process unheard); it is listened for here and the client destroyed instead of returned.
+ */
+async function withClient<T>(
+  pool: pg.Pool,
+  fn: (client: pg.PoolClient, discard: (err: unknown) => void) => Promise<T>,
+): Promise<T> {
+  const client = await pool.connect()
+  let broken: Error | undefined
+  const onError = (err: unknown): void => {
+    broken ??= err instanceof Error ? err : new Error(String(err))
+  }
+  client.on('error', onError)
+  try {
+    return await fn(client, onError)
+  } catch (err) {
+    if (isConnectionError(err)) broken ??= err as Error
+    throw err
+  } finally {
+    client.off('error', onError)
+    client.release(broken)
+  }
+}
+
+const LOCK_CHAINS = `SELECT pg_advisory_xact_lock(k)
+  FROM (SELECT DISTINCT hashtextextended(c, 0) AS k FROM unnest($1::text[]) AS c) AS keys ORDER BY k`
+
+const LOOKUP = `SELECT 'p'::text AS kind, e.chain, e.seq, e.cid
+    FROM unnest($1::text[], $2::bigint[]) AS q(chain, seq)
+    JOIN chain_entries e ON e.chain = q.chain AND e.seq = q.seq
+  UNION ALL
+  SELECT DISTINCT 'a'::text, NULL::text, NULL::bigint, l.child
+    FROM links l JOIN blocks b ON b.cid = l.parent
+    WHERE l.child = ANY($3::bytea[])`
+
+const WRITE = `WITH
+  nb AS (
+    INSERT INTO blocks (cid, codec, size, data, stored_at)
+    SELECT cid, codec, size, data, $5 FROM unnest($1::bytea[], $2::int[], $3::int[], $4::bytea[])
+      WITH ORDINALITY AS t(cid, codec, size, data, ord) ORDER BY ord
+    ON CONFLICT (cid) DO NOTHING
+    RETURNING cid
+  ),
+  ne AS (INSERT INTO chain_entries (chain, seq, cid) SELECT * FROM unnest($6::text[], $7::bigint[], $8::bytea[])),
+  nl AS (
+    INSERT INTO links (parent, child) SELECT * FROM unnest($9::bytea[], $10::bytea[]) ON CONFLICT DO NOTHING
+  ),
+  nv AS (
+    INSERT INTO evidence (chain, seq, first_cid, second_cid, detected_at)
+    SELECT chain, seq, f, s, $5 FROM unnest($11::text[], $12::bigint[], $13::bytea[], $14::bytea[]) AS t(chain, seq, f, s)
+    ON CONFLICT DO NOTHING
+  ),
+  nh AS (
+    INSERT INTO chains (chain, author, head_seq, head_cid)
+    SELECT * FROM unnest($15::text[], $16::text[], $17::bigint[], $18::bytea[])
+    ON CONFLICT (chain) DO UPDATE SET head_seq = excluded.head_seq, head_cid = excluded.head_cid
+      WHERE excluded.head_seq > chains.head_seq
+  )
+  SELECT cid FROM nb`
+
+/** Lock the batch's chains, look up, plan and write: four statements inside the caller's transaction. */
+async function apply(client: pg.PoolClient, blocks: ValidatedBlock[]): Promise<BatchPlan> {
+  const chains = new Set<string>()
+  for (const b of blocks) if (b.kind === 'signed') chains.add(b.block.chain)
+  if (chains.size > 0) await client.query(LOCK_CHAINS, [[...chains]])
+
+  const { positions, raw } = lookupsFor(blocks)
+  const wanted = new Map(positions.map((p) => [positionKey(p.chain, p.seq), p]))
+  const known = new Map<string, CID>()
+  const anchored = new Set<string>()
+  const found = await client.query(LOOKUP, [
+    [...wanted.values()].map((p) => p.chain),
+    [...wanted.values()].map((p) => p.seq),
+    raw.map((c) => c.bytes),
+  ])
+  for (const r of found.rows as Row[]) {
+    const cid = cidFromBytes(r.cid as Uint8Array)
+    if (r.kind === 'p') known.set(positionKey(r.chain as string, Number(r.seq)), cid)
+    else anchored.add(cid.toString())
+  }
+  const plan = planBatch({ blocks, positions: known, anchored })
+
+  // Raw chunks may be shared between batches of different chains (not serialised by the chain locks):
+  // inserting them in CID order means two transactions can never wait on each other in a cycle.
+  const signed = plan.inserts.filter((b) => b.kind === 'signed')
+  const chunks = plan.inserts
+    .filter((b) => b.kind === 'raw')
+    .sort((a, b) => compareBytes(a.cid.bytes, b.cid.bytes))
+  const inserts = [...signed, ...chunks]
+  const now = Date.now()
+  const res = await client.query(WRITE, [
+    inserts.map((b) => b.cid.bytes),
+    inserts.map((b) => b.cid.code),
+    inserts.map((b) => b.bytes.length),
+    inserts.map((b) => b.bytes),
+    now,
+    plan.entries.map((e) => e.chain),
+    plan.entries.map((e) => e.seq),
+    plan.entries.map((e) => e.cid.bytes),
+    plan.links.map((l) => l.parent.bytes),
+    plan.links.map((l) => l.child.bytes),
+    plan.evidence.map((e) => e.chain),
+    plan.evidence.map((e) => e.seq),
+    plan.evidence.map((e) => e.first.bytes),
+    plan.evidence.map((e) => e.second.bytes),
+    plan.heads.map((h) => h.chain),
+    plan.heads.map((h) => h.author),
+    plan.heads.map((h) => h.seq),
+    plan.heads.map((h) => h.cid.bytes),
+  ])
+
+  // A raw chunk the store already held is reported as a duplicate (as SQLite's markDuplicate does).
+  const inserted = new Map<string, number>()
+  for (const r of res.rows as Row[]) {
+    const key = Buffer.from(r.cid as Uint8Array).toString('hex')
+    inserted.set(key, (inserted.get(key) ?? 0) + 1)
+  }
+  for (const b of plan.inserts) {
+    if (b.kind !== 'raw') continue
+    const key = Buffer.from(b.cid.bytes).toString('hex')
+    const left = inserted.get(key) ?? 0
+    if (left > 0) {
+      inserted.set(key, left - 1)
+      continue
+    }
+    const idx = blocks.indexOf(b)
+    if (idx >= 0 && plan.results[idx]?.status === 'stored')
+      plan.results[idx] = { cid: b.cid, status: 'duplicate' }
+  }
+  return plan
+}
+
+async function migrate(client: pg.PoolClient): Promise<void> {
+  await client.query(`SELECT pg_advisory_lock(${MIGRATION_LOCK})`)
+  try {
+    await client.query(
+      'CREATE TABLE IF NOT EXISTS schema_migrations (version INTEGER PRIMARY KEY, name TEXT NOT NULL, applied_at BIGINT NOT NULL)',
+    )
+    const res = await client.query('SELECT version FROM schema_migrations')
+    const applied = new Set((res.rows as Row[]).map((r) => Number(r.version)))
+    const latest = Math.max(...POSTGRES_MIGRATIONS.map((m) => m.version))
+    const newest = Math.max(0, ...applied)
+    if (newest > latest)
+      throw new Error(`database schema version ${newest} is newer than this icn (${latest}); upgrade icn`)
+    for (const m of POSTGRES_MIGRATIONS) {
+      if (applied.has(m.version)) continue
+      await client.query('BEGIN')
+      try {
+        await client.query(m.sql)
+        await client.query('INSERT INTO schema_migrations (version, name, applied_at) VALUES ($1, $2, $3)', [
+          m.version,
+          m.name,
+          Date.now(),
+        ])
+        await client.query('COMMIT')
+      } catch (err) {
+        await client.query('ROLLBACK').catch(() => {})
+        throw err
+      }
+    }
+  } finally {
+    await client.query(`SELECT pg_advisory_unlock(${MIGRATION_LOCK})`).catch(() => {})
+  }
+}
+
+function headFromRow(r: Row): ChainHead {
+  return {
+    chain: r.chain as string,
+    author: r.author as string,
+    seq: Number(r.head_seq),
+    cid: cidFromBytes(r.head_cid as Uint8Array),
+  }
+}
+
+function compareBytes(a: Uint8Array, b: Uint8Array): number {
+  return Buffer.compare(a, b)
+}
+
+function errorText(err: unknown): string {
+  if (err instanceof AggregateError && err.errors.length > 0)
+    return err.errors.map((e) => (e as Error).message).join('; ')
+  const msg = (err as Error)?.message
+  return msg || String((err as { code?: unknown })?.code ?? err)
+}

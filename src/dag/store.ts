@@ -1,0 +1,90 @@
+import type { Block } from './block.js'
+import type { CID } from './cid.js'
+
+export interface AbortOptions {
+  signal?: AbortSignal
+}
+
+/** Where a block came from; a metrics label, so keep the set small. */
+export type BlockSource = 'local' | 'http' | 'import' | 'sync' | 'test'
+
+export interface PutOptions extends AbortOptions {
+  source?: BlockSource
+}
+
+/**
+ * `stored`: new. `duplicate`: the store already held it. `equivocation`: a different block already holds
+ * this chain position; this one is kept as evidence and does not become part of the chain.
+ */
+export type PutStatus = 'stored' | 'duplicate' | 'equivocation'
+
+export interface PutResult {
+  cid: CID
+  status: PutStatus
+}
+
+export interface ChainHead {
+  chain: string
+  author: string
+  seq: number
+  cid: CID
+}
+
+/** Two signed blocks by one author for one chain position. */
+export interface Evidence {
+  chain: string
+  seq: number
+  /** The block the store holds at that position. */
+  first: CID
+  /** The conflicting block, kept so the evidence can be shown to anyone. */
+  second: CID
+  detectedAt: number
+}
+
+export interface StoreStats {
+  blocks: number
+  bytes: number
+  chains: number
+  pins: number
+  evidence: number
+}
+
+export interface GcOptions extends AbortOptions {
+  /** Extra roots kept alive besides the pins and evidence (the node passes its own chain heads). */
+  roots?: CID[]
+}
+
+/**
+ * The one block store interface. Every put validates (size, CID, canonical encoding, signature, chain rules,
+ * chunk anchoring) and is atomic: `putMany` stores all of its blocks or none.
+ */
+export interface BlockStore {
+  readonly backend: 'sqlite' | 'postgres'
+  open(options?: AbortOptions): Promise<void>
+  close(): Promise<void>
+  put(block: Block, options?: PutOptions): Promise<PutResult>
+  putMany(blocks: Block[], options?: PutOptions): Promise<PutResult[]>
+  /** Throws BlockNotFoundError when absent. */
+  get(cid: CID, options?: AbortOptions): Promise<Uint8Array>
+  has(cid: CID, options?: AbortOptions): Promise<boolean>
+  /** Remove a block's bytes, its pin and its outgoing links; chain positions stay known. No-op when absent. */
+  delete(cid: CID, options?: AbortOptions): Promise<void>
+  getMany(cids: Iterable<CID>, options?: AbortOptions): AsyncGenerator<Block>
+  /** Every stored block, in insertion order (a chain's blocks come after their predecessors). */
+  all(options?: AbortOptions): AsyncGenerator<Block>
+  /** CIDs a stored signed block links (prev and body links). */
+  links(cid: CID, options?: AbortOptions): Promise<CID[]>
+  chainHead(chain: string, options?: AbortOptions): Promise<ChainHead | undefined>
+  chainHeads(options?: AbortOptions): Promise<ChainHead[]>
+  /** The CID at a chain position, if known. */
+  chainEntry(chain: string, seq: number, options?: AbortOptions): Promise<CID | undefined>
+  evidence(options?: AbortOptions): Promise<Evidence[]>
+  pin(cid: CID, options?: AbortOptions): Promise<void>
+  unpin(cid: CID, options?: AbortOptions): Promise<void>
+  pins(options?: AbortOptions): Promise<CID[]>
+  /** Delete every block that no pin, evidence record or given root reaches through links. */
+  gc(options?: GcOptions): Promise<{ removed: number }>
+  stats(options?: AbortOptions): Promise<StoreStats>
+  /** Cheap round trip to the backing database; throws StoreUnavailableError if it does not answer. */
+  ping(options?: AbortOptions): Promise<void>
+}

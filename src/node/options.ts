@@ -1,0 +1,79 @@
+import { homedir } from 'node:os'
+import { join } from 'node:path'
+import { IcnError } from '../identity/index.js'
+
+export type StoreKind = 'sqlite' | 'postgres'
+
+/** Settings of one node; the CLI's flag defaults come from `defaultOptions` too. */
+export interface NodeOptions {
+  /** Folder holding the keystore, API key, config and (for SQLite) the database. */
+  dataDir: string
+  store: StoreKind
+  /** PostgreSQL connection URL, required with store = postgres. */
+  pgUrl?: string
+  /** host:port the HTTP API listens on (port 0 picks a free one). */
+  apiListen: string
+  logLevel: string
+  /** SQLite durability: NORMAL survives a process crash, FULL also a power cut. */
+  sqliteSynchronous: 'NORMAL' | 'FULL'
+  /** How long a graceful stop waits for in-flight requests. */
+  shutdownTimeoutMs: number
+}
+
+export const DEFAULT_API_PORT = 7420
+
+export const defaultOptions: NodeOptions = {
+  dataDir: process.env.ICN_DATA_DIR ?? join(homedir(), '.icn'),
+  store: 'sqlite',
+  apiListen: `127.0.0.1:${DEFAULT_API_PORT}`,
+  logLevel: process.env.ICN_LOG_LEVEL ?? 'info',
+  sqliteSynchronous: 'NORMAL',
+  shutdownTimeoutMs: 10_000,
+}
+
+/** A setting is out of range or inconsistent (e.g. --store postgres without --pg-url). */
+export class InvalidOptionError extends IcnError {
+  override readonly name = 'InvalidOptionError'
+  constructor(message: string) {
+    super('INVALID_OPTION', message)
+  }
+}
+
+/** Parse `host:port` (IPv6 as `[::1]:port`). */
+export function parseListen(text: string): { host: string; port: number } {
+  const m = /^(?:\[([^\]]+)\]|([^:]+)):(\d{1,5})$/.exec(text)
+  const port = m ? Number(m[3]) : Number.NaN
+  if (!m || port > 65535)
+    throw new InvalidOptionError(`listen address must be HOST:PORT, got ${JSON.stringify(text)}`)
+  return { host: (m[1] ?? m[2])!, port }
+}
+
+/** Check options are consistent; throws InvalidOptionError. */
+export function checkOptions(opts: NodeOptions): void {
+  if (opts.store !== 'sqlite' && opts.store !== 'postgres')
+    throw new InvalidOptionError(`--store must be sqlite or postgres, got ${JSON.stringify(opts.store)}`)
+  if (opts.store === 'postgres') {
+    if (!opts.pgUrl)
+      throw new InvalidOptionError('--store postgres needs --pg-url postgres://USER@HOST:PORT/DB')
+    let url: URL
+    try {
+      url = new URL(opts.pgUrl)
+    } catch {
+      throw new InvalidOptionError('--pg-url is not a URL (expected postgres://USER@HOST:PORT/DB)')
+    }
+    if (url.protocol !== 'postgres:' && url.protocol !== 'postgresql:')
+      throw new InvalidOptionError('--pg-url must start with postgres:// or postgresql://')
+  }
+  parseListen(opts.apiListen)
+}
+
+/** A PostgreSQL URL with any password masked, for logs and messages. */
+export function redactUrl(url: string): string {
+  try {
+    const u = new URL(url)
+    if (u.password) u.password = '***'
+    return u.toString()
+  } catch {
+    return '<invalid url>'
+  }
+}
