@@ -7,6 +7,7 @@ import Fastify, {
   type FastifyInstance,
   type FastifyReply,
   type FastifyRequest,
+  LogController,
 } from 'fastify'
 import {
   BlockNotFoundError,
@@ -60,9 +61,9 @@ export async function createApiServer(
 ): Promise<FastifyInstance> {
   const app = Fastify({
     loggerInstance: c.logger as FastifyBaseLogger,
-    disableRequestLogging: true,
+    // One log line per request comes from our onResponse hook (with route, status and latency).
+    logController: new LogController({ disableRequestLogging: true, requestIdLogLabel: 'reqId' }),
     requestIdHeader: 'x-request-id',
-    requestIdLogLabel: 'reqId',
     genReqId: () => randomUUID(),
     bodyLimit: opts.bodyLimit ?? 1024 * 1024,
     ajv: { customOptions: { removeAdditional: false, coerceTypes: false, allErrors: false } },
@@ -127,6 +128,14 @@ export async function createApiServer(
       },
       components: { securitySchemes: { apiKey: { type: 'http', scheme: 'bearer' } } },
     },
+    transform: ({ schema, url, route }) => {
+      const def = (Object.values(routes) as RouteDef[]).find(
+        (r) => r.url === url && r.method === route.method,
+      )
+      if (!def?.requestContentType) return { schema, url }
+      const body = { content: { [def.requestContentType]: { schema: { type: 'string', format: 'binary' } } } }
+      return { schema: { ...schema, body }, url }
+    },
   })
   app.addSchema(ErrorBody)
 
@@ -149,7 +158,7 @@ export async function createApiServer(
       url: def.url,
       bodyLimit: def.bodyLimit,
       schema: routeSchema(def),
-      preHandler: def.auth ? requireKey : undefined,
+      onRequest: def.auth ? requireKey : undefined,
       handler: async (req, reply) => {
         const out = await handler(req, reply)
         if (reply.sent) return reply
@@ -181,10 +190,9 @@ function routeSchema(def: RouteDef): Record<string, unknown> {
   if (def.params) schema.params = def.params
   if (def.querystring) schema.querystring = def.querystring
   if (def.body) schema.body = def.body
-  if (def.requestContentType)
-    schema.body = {
-      content: { [def.requestContentType]: { schema: { type: 'string', format: 'binary' } } },
-    }
+  // Binary bodies are parsed to a Buffer, which a JSON-schema `type: string` would refuse: describe them in
+  // the OpenAPI document only (see the swagger transform).
+  if (def.requestContentType) schema.body = { content: { [def.requestContentType]: { schema: {} } } }
   return schema
 }
 

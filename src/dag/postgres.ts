@@ -459,17 +459,22 @@ const WRITE = `WITH
 async function apply(client: pg.PoolClient, blocks: ValidatedBlock[]): Promise<BatchPlan> {
   const chains = new Set<string>()
   for (const b of blocks) if (b.kind === 'signed') chains.add(b.block.chain)
-  if (chains.size > 0) await client.query(LOCK_CHAINS, [[...chains]])
+  if (chains.size > 0)
+    await client.query({ name: 'icn_lock_chains', text: LOCK_CHAINS, values: [[...chains]] })
 
   const { positions, raw } = lookupsFor(blocks)
   const wanted = new Map(positions.map((p) => [positionKey(p.chain, p.seq), p]))
   const known = new Map<string, CID>()
   const anchored = new Set<string>()
-  const found = await client.query(LOOKUP, [
-    [...wanted.values()].map((p) => p.chain),
-    [...wanted.values()].map((p) => p.seq),
-    raw.map((c) => c.bytes),
-  ])
+  const found = await client.query({
+    name: 'icn_lookup',
+    text: LOOKUP,
+    values: [
+      [...wanted.values()].map((p) => p.chain),
+      [...wanted.values()].map((p) => p.seq),
+      raw.map((c) => c.bytes),
+    ],
+  })
   for (const r of found.rows as Row[]) {
     const cid = cidFromBytes(r.cid as Uint8Array)
     if (r.kind === 'p') known.set(positionKey(r.chain as string, Number(r.seq)), cid)
@@ -485,26 +490,30 @@ async function apply(client: pg.PoolClient, blocks: ValidatedBlock[]): Promise<B
     .sort((a, b) => compareBytes(a.cid.bytes, b.cid.bytes))
   const inserts = [...signed, ...chunks]
   const now = Date.now()
-  const res = await client.query(WRITE, [
-    inserts.map((b) => b.cid.bytes),
-    inserts.map((b) => b.cid.code),
-    inserts.map((b) => b.bytes.length),
-    inserts.map((b) => b.bytes),
-    now,
-    plan.entries.map((e) => e.chain),
-    plan.entries.map((e) => e.seq),
-    plan.entries.map((e) => e.cid.bytes),
-    plan.links.map((l) => l.parent.bytes),
-    plan.links.map((l) => l.child.bytes),
-    plan.evidence.map((e) => e.chain),
-    plan.evidence.map((e) => e.seq),
-    plan.evidence.map((e) => e.first.bytes),
-    plan.evidence.map((e) => e.second.bytes),
-    plan.heads.map((h) => h.chain),
-    plan.heads.map((h) => h.author),
-    plan.heads.map((h) => h.seq),
-    plan.heads.map((h) => h.cid.bytes),
-  ])
+  const res = await client.query({
+    name: 'icn_write',
+    text: WRITE,
+    values: [
+      inserts.map((b) => b.cid.bytes),
+      inserts.map((b) => b.cid.code),
+      inserts.map((b) => b.bytes.length),
+      inserts.map((b) => b.bytes),
+      now,
+      plan.entries.map((e) => e.chain),
+      plan.entries.map((e) => e.seq),
+      plan.entries.map((e) => e.cid.bytes),
+      plan.links.map((l) => l.parent.bytes),
+      plan.links.map((l) => l.child.bytes),
+      plan.evidence.map((e) => e.chain),
+      plan.evidence.map((e) => e.seq),
+      plan.evidence.map((e) => e.first.bytes),
+      plan.evidence.map((e) => e.second.bytes),
+      plan.heads.map((h) => h.chain),
+      plan.heads.map((h) => h.author),
+      plan.heads.map((h) => h.seq),
+      plan.heads.map((h) => h.cid.bytes),
+    ],
+  })
 
   // A raw chunk the store already held is reported as a duplicate (as SQLite's markDuplicate does).
   const inserted = new Map<string, number>()

@@ -1,0 +1,156 @@
+import { createWriteStream } from 'node:fs'
+import { readFile, rename, rm } from 'node:fs/promises'
+import { Readable } from 'node:stream'
+import { pipeline } from 'node:stream/promises'
+import type { Command } from 'commander'
+import { routes } from '../../api/index.js'
+import { CliError, clientFor, EXIT, type GlobalOpts, output } from '../common.js'
+
+const apiOptions = (cmd: Command): Command =>
+  cmd
+    .option('--api <url>', 'node API URL (or ICN_API)')
+    .option('--api-key <key>', 'operator API key (or ICN_API_KEY)')
+    .option('--data-dir <dir>', 'find the API URL and key in this data folder')
+    .option('--json', 'print JSON')
+
+export function registerDag(program: Command): void {
+  const dag = program
+    .command('dag')
+    .description('Blocks: store and read values, pins, gc, CAR backup and restore')
+
+  apiOptions(
+    dag
+      .command('put')
+      .description("Store a JSON value as a signed block on the node's chain; prints its CID")
+      .option('--value <json>', 'the value, as JSON')
+      .option('--file <file>', 'read the JSON value from a file'),
+  ).action(async (opts: GlobalOpts & { value?: string; file?: string }) => {
+    if ((opts.value === undefined) === (opts.file === undefined))
+      throw new CliError('give exactly one of --value JSON or --file F', EXIT.usage)
+    const text = opts.value ?? (await readFile(opts.file!, 'utf8'))
+    let value: unknown
+    try {
+      value = JSON.parse(text)
+    } catch (err) {
+      throw new CliError(`the value is not JSON: ${(err as Error).message}`, EXIT.usage)
+    }
+    const r = await (await clientFor(opts)).call(routes.putValue, { body: { value } })
+    output(opts, r, r.cid)
+  })
+
+  apiOptions(
+    dag
+      .command('get <cid>')
+      .description('Print a stored value (icn.value/v1 records), or with --block the block itself as JSON')
+      .option('--block', 'print the block record instead of the value'),
+  ).action(async (cid: string, opts: GlobalOpts & { block?: boolean }) => {
+    const client = await clientFor(opts)
+    if (opts.block) {
+      const b = await client.call(routes.getBlock, { params: { cid }, query: { format: 'json' } })
+      output({ json: true }, b)
+      return
+    }
+    const v = await client.call(routes.getValue, { params: { cid } })
+    output(opts, v, JSON.stringify(v.value, null, 2))
+  })
+
+  apiOptions(
+    dag
+      .command('export')
+      .description('Write every block (or those reachable from --root) to a CAR file')
+      .requiredOption('--out <file>', 'CAR file to write')
+      .option('--root <cid>', 'export only this block and what it links'),
+  ).action(async (opts: GlobalOpts & { out: string; root?: string }) => {
+    const res = await (await clientFor(opts)).fetch(routes.exportCar, { query: { root: opts.root } })
+    if (!res.body) throw new CliError('the node sent no body')
+    const tmp = `${opts.out}.partial`
+    try {
+      await pipeline(
+        Readable.fromWeb(res.body as import('node:stream/web').ReadableStream),
+        createWriteStream(tmp),
+      )
+      await rename(tmp, opts.out)
+    } catch (err) {
+      await rm(tmp, { force: true })
+      throw new CliError(`export failed: ${(err as Error).message}`)
+    }
+    output(opts, { out: opts.out }, `wrote ${opts.out}`)
+  })
+
+  apiOptions(
+    dag
+      .command('import <file>')
+      .description('Import a CAR file; every block is validated and a bad file imports nothing'),
+  ).action(async (file: string, opts: GlobalOpts) => {
+    let bytes: Uint8Array
+    try {
+      bytes = new Uint8Array(await readFile(file))
+    } catch (err) {
+      throw new CliError(`cannot read ${file}: ${(err as Error).message}`, EXIT.usage)
+    }
+    const r = await (await clientFor(opts)).call(routes.importCar, { rawBody: bytes })
+    output(
+      opts,
+      r,
+      `imported ${r.blocks} blocks (${r.stored} new, ${r.duplicates} already present, ${r.equivocations} equivocations)`,
+    )
+  })
+
+  apiOptions(
+    dag.command('verify').description('Re-check every stored block: hash, encoding, signature'),
+  ).action(async (opts: GlobalOpts) => {
+    const r = await (await clientFor(opts)).call(routes.verify)
+    output(opts, r, () =>
+      [
+        `checked ${r.checked} blocks, ${r.bad.length} bad`,
+        ...r.bad.map((b) => `  ${b.cid}: ${b.code} ${b.message}`),
+      ].join('\n'),
+    )
+    if (r.bad.length > 0) process.exitCode = EXIT.failed
+  })
+
+  apiOptions(
+    dag.command('gc').description("Delete blocks no pin, evidence or the node's chain reaches"),
+  ).action(async (opts: GlobalOpts) => {
+    const r = await (await clientFor(opts)).call(routes.gc)
+    output(opts, r, `removed ${r.removed} blocks`)
+  })
+
+  const pin = dag.command('pin').description('Pins keep a block and all it links through garbage collection')
+  apiOptions(pin.command('add <cid>').description('Pin a stored block')).action(
+    async (cid: string, opts: GlobalOpts) => {
+      const r = await (await clientFor(opts)).call(routes.addPin, { params: { cid } })
+      output(opts, r, `pinned ${r.cid}`)
+    },
+  )
+  apiOptions(pin.command('rm <cid>').description('Unpin a block')).action(
+    async (cid: string, opts: GlobalOpts) => {
+      const r = await (await clientFor(opts)).call(routes.removePin, { params: { cid } })
+      output(opts, r, `unpinned ${r.cid}`)
+    },
+  )
+  apiOptions(pin.command('ls').description('List pins')).action(async (opts: GlobalOpts) => {
+    const r = await (await clientFor(opts)).call(routes.listPins)
+    output(opts, r, r.pins.join('\n'))
+  })
+
+  apiOptions(dag.command('chains').description('Chain heads the store knows')).action(
+    async (opts: GlobalOpts) => {
+      const r = await (await clientFor(opts)).call(routes.chains)
+      output(opts, r, r.chains.map((c) => `${c.chain}  seq ${c.seq}  ${c.cid}`).join('\n'))
+    },
+  )
+
+  apiOptions(dag.command('stats').description('Counts of blocks, bytes, chains, pins, evidence')).action(
+    async (opts: GlobalOpts) => {
+      const r = await (await clientFor(opts)).call(routes.stats)
+      output(
+        opts,
+        r,
+        Object.entries(r)
+          .map(([k, v]) => `${k.padEnd(9)}${v}`)
+          .join('\n'),
+      )
+    },
+  )
+}

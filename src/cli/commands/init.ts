@@ -1,0 +1,34 @@
+import type { Command } from 'commander'
+import { defaultOptions, initDataDir, type StoreKind } from '../../node/index.js'
+import { type GlobalOpts, output, passphraseFor } from '../common.js'
+
+export function registerInit(program: Command): void {
+  program
+    .command('init')
+    .description('Create a data folder: a new identity (encrypted keystore), an API key and the node config')
+    .option('--data-dir <dir>', 'data folder', defaultOptions.dataDir)
+    .option('--store <kind>', 'block store: sqlite or postgres', defaultOptions.store)
+    .option('--pg-url <url>', 'PostgreSQL URL (with --store postgres)')
+    .option('--api-listen <host:port>', 'where the node API will listen', defaultOptions.apiListen)
+    .option(
+      '--passphrase-file <file>',
+      'read the keystore passphrase from this file (else ICN_PASSPHRASE or a prompt)',
+    )
+    .option('--json', 'print JSON')
+    .action(
+      async (opts: GlobalOpts & { store: StoreKind; pgUrl?: string; apiListen: string; dataDir: string }) => {
+        const passphrase = await passphraseFor(opts, true)
+        const r = await initDataDir(
+          { dataDir: opts.dataDir, store: opts.store, pgUrl: opts.pgUrl, apiListen: opts.apiListen },
+          passphrase,
+        )
+        output(
+          opts,
+          r,
+          () =>
+            `Created ICN identity in ${r.dataDir}\n  DID      ${r.did}\n  API key  ${r.apiKey}\n` +
+            `Start the node with: icn node start --data-dir ${r.dataDir}`,
+        )
+      },
+    )
+}

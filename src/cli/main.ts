@@ -1,0 +1,58 @@
+import { Command, CommanderError } from 'commander'
+import { ApiError } from '../api/index.js'
+import { VERSION } from '../version.js'
+import { registerDag } from './commands/dag.js'
+import { registerId } from './commands/id.js'
+import { registerInit } from './commands/init.js'
+import { registerNode } from './commands/node.js'
+import { CliError, EXIT } from './common.js'
+
+/** Error codes that mean the user's input was wrong (exit 2) rather than the operation failing (exit 1). */
+const USAGE_CODES = new Set([
+  'USAGE',
+  'INVALID_OPTION',
+  'INVALID_DID',
+  'INVALID_DOMAIN_TAG',
+  'PASSPHRASE_REQUIRED',
+])
+
+export function buildProgram(): Command {
+  const program = new Command('icn')
+    .description('InterCooperative Network node and command-line client')
+    .version(VERSION)
+    .showHelpAfterError()
+    .exitOverride()
+  registerInit(program)
+  registerId(program)
+  registerNode(program)
+  registerDag(program)
+  for (const cmd of allCommands(program)) cmd.exitOverride()
+  return program
+}
+
+function allCommands(cmd: Command): Command[] {
+  return cmd.commands.flatMap((c) => [c, ...allCommands(c)])
+}
+
+/** Run the CLI; returns the exit status. */
+export async function main(argv: string[]): Promise<number> {
+  const program = buildProgram()
+  try {
+    await program.parseAsync(argv, { from: 'user' })
+    return typeof process.exitCode === 'number' ? process.exitCode : EXIT.ok
+  } catch (err) {
+    if (err instanceof CommanderError) {
+      if (err.code === 'commander.helpDisplayed' || err.code === 'commander.version' || err.exitCode === 0)
+        return EXIT.ok
+      return EXIT.usage
+    }
+    const e = err as { code?: string; message?: string; status?: number }
+    const prefix = e.code && e.code !== 'FAILED' && e.code !== 'USAGE' ? `${e.code}: ` : ''
+    process.stderr.write(`icn: ${prefix}${e.message ?? String(err)}\n`)
+    if (err instanceof CliError) return err.exitCode
+    if (err instanceof ApiError)
+      return err.status === 400 || err.status === 413 || err.status === 415 ? EXIT.usage : EXIT.failed
+    if (e.code && USAGE_CODES.has(e.code)) return EXIT.usage
+    return EXIT.failed
+  }
+}
