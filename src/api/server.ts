@@ -64,6 +64,9 @@ export async function createApiServer(
     // One log line per request comes from our onResponse hook (with route, status and latency).
     logController: new LogController({ disableRequestLogging: true, requestIdLogLabel: 'reqId' }),
     requestIdHeader: 'x-request-id',
+    // The request id reaches every log line through the AsyncLocalStorage mixin (also for module loggers
+    // called during the request); binding it here as well would print it twice.
+    childLoggerFactory: (logger, _bindings, opts) => logger.child({}, opts),
     genReqId: () => randomUUID(),
     bodyLimit: opts.bodyLimit ?? 1024 * 1024,
     ajv: { customOptions: { removeAdditional: false, coerceTypes: false, allErrors: false } },

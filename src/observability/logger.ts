@@ -32,7 +32,8 @@ export function createLogger(opts: LoggerOptions = {}): Logger {
   const options = {
     name: opts.name ?? 'icn',
     level: opts.level ?? process.env.ICN_LOG_LEVEL ?? 'info',
-    mixin: () => contextStore.getStore() ?? {},
+    // A fresh object each time: pino merges the line's own fields into what the mixin returns.
+    mixin: () => ({ ...contextStore.getStore() }),
     timestamp: pino.stdTimeFunctions.isoTime,
   }
   return opts.destination ? pino(options, opts.destination) : pino(options, pino.destination(2))
