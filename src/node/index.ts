@@ -18,7 +18,7 @@ export {
   unlockIdentity,
   writeSecretFile,
 } from './datadir.js'
-export { IcnNode, NODE_CHAIN, type NodeModules, type NodeStatus } from './node.js'
+export { ApiListenError, IcnNode, NODE_CHAIN, type NodeModules, type NodeStatus } from './node.js'
 export {
   checkOptions,
   DEFAULT_API_PORT,

@@ -8,11 +8,19 @@ import {
   SqliteBlockStore,
   StoreHealthMonitor,
 } from '../dag/index.js'
-import type { Signer } from '../identity/index.js'
+import { IcnError, type Signer } from '../identity/index.js'
 import { createLogger, createMetrics, type Logger, type Metrics, Readiness } from '../observability/index.js'
 import { VERSION } from '../version.js'
 import { dataPaths } from './datadir.js'
 import { checkOptions, type NodeOptions, parseListen, redactUrl } from './options.js'
+
+/** The HTTP API could not listen on its address (in use, not permitted, no such interface). */
+export class ApiListenError extends IcnError {
+  override readonly name = 'ApiListenError'
+  constructor(message: string) {
+    super('API_LISTEN_FAILED', message)
+  }
+}
 
 export type NodeStatus = 'created' | 'starting' | 'running' | 'stopping' | 'stopped'
 
@@ -123,7 +131,13 @@ export class IcnNode {
         onStoreError: (err) => this.health.reportFailure(err),
       })
       const { host, port } = parseListen(this.options.apiListen)
-      await this.api.listen({ host, port })
+      await this.api.listen({ host, port }).catch((err: NodeJS.ErrnoException) => {
+        const why =
+          err.code === 'EADDRINUSE' ? 'is in use (another icn node?)' : `cannot be used (${err.message})`
+        throw new ApiListenError(
+          `API address ${this.options.apiListen} ${why}; choose another with --api-listen HOST:PORT`,
+        )
+      })
       const addr = this.api.server.address()
       const bound = typeof addr === 'object' && addr ? addr.port : port
       this.apiAddress = `http://${host.includes(':') ? `[${host}]` : host}:${bound}`
