@@ -52,7 +52,8 @@ export interface ImportCarResult {
  * Without `root`: every block in insertion order, roots = the head of every chain (none if the store is
  * empty). With `root`: the root and every stored block it reaches, written so that a chain's lower `seq`
  * comes before its higher `seq` and signed blocks before the chunks they link; blocks it links that the store
- * does not hold are skipped. Throws BlockNotFoundError if the root itself is missing.
+ * does not hold are skipped. Throws BlockNotFoundError if the root itself is missing. If it fails midway (abort,
+ * store or stream error) the stream holds a partial CAR that may still parse, only missing blocks: discard it.
  */
 export async function exportCar(
   store: BlockStore,

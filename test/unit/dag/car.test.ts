@@ -276,6 +276,22 @@ describe('CAR export/import', () => {
     })
   })
 
+  it('counts a second block for an occupied chain position as an equivocation', async () => {
+    const target = await openStore('target')
+    await importCar(target, await carOf(source))
+    const fork = createSignedBlock(alice, {
+      type: 'test.note/v1',
+      chain: chainId(alice.did, 'main'),
+      seq: 1,
+      prev: aliceMain[0]!.cid,
+      ts: 1,
+      body: { fork: true },
+    })
+    const res = await importCar(target, await handBuiltCar([fork.cid], [aliceMain[0]!, fork]))
+    expect(res).toMatchObject({ blocks: 2, stored: 0, duplicates: 1, equivocations: 1 })
+    expect((await target.evidence()).map((e) => e.second.toString())).toEqual([fork.cid.toString()])
+  })
+
   it('the file is a plain CARv1 any reader understands', async () => {
     const car = await carOf(source)
     const reader = await CarReader.fromBytes(car)
