@@ -77,7 +77,7 @@ export class StoreHealthMonitor {
     this.cancel()
   }
 
-  /** The last known readiness; never waits on the database. */
+  /** The last known readiness; never waits on the database. Not ready until a first ping has answered. */
   status(): StoreHealthStatus {
     return { ...this.current }
   }

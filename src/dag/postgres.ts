@@ -75,9 +75,11 @@ export function describePgUrl(url: string): string {
 }
 
 /**
- * PostgreSQL backend (`pg` pool). Same tables and meaning as the SQLite backend; a put is one transaction with
- * a constant number of round trips, whatever the batch size: advisory locks on the batch's chains (so writers
- * in several processes serialise per chain), one lookup, one write statement.
+ * PostgreSQL backend (`pg` pool). Same tables and meaning as the SQLite backend. A put is one transaction of
+ * three round trips whatever the batch size: BEGIN with an advisory lock per chain of the batch (so writers in
+ * several processes serialise per chain) and the lookups; one write statement; COMMIT. Validation happened
+ * before (in the base class), so the transaction stays short. Connection failures surface as
+ * StoreUnavailableError; the pool reconnects by itself when the database is back.
  */
 export class PostgresBlockStore extends AbstractBlockStore {
   readonly backend = 'postgres' as const
@@ -163,11 +165,13 @@ export class PostgresBlockStore extends AbstractBlockStore {
 
   /** Connection failures become StoreUnavailableError; everything else (bad input, bugs) passes through. */
   private translate(err: unknown, op: string): unknown {
+    if (/after calling end on the pool/.test((err as Error)?.message ?? '')) return new StoreClosedError()
     if (!isConnectionError(err)) return err
     this.metrics?.storeUp.set({ backend: 'postgres' }, 0)
     if (op !== 'put') this.metrics?.storeErrors.inc({ backend: 'postgres', op })
+    const slow = (err as { code?: string }).code === '57014' || /timeout/i.test((err as Error)?.message ?? '')
     return new StoreUnavailableError(
-      `PostgreSQL database at ${this.where} is unreachable: ${this.redact(errorText(err))}`,
+      `PostgreSQL database at ${this.where} is unreachable${slow ? ' or too slow' : ''}: ${this.redact(errorText(err))}`,
       { cause: err },
     )
   }
@@ -188,7 +192,6 @@ export class PostgresBlockStore extends AbstractBlockStore {
       checkAborted(options.signal)
       try {
         return await withClient(pool, async (client, discard) => {
-          await client.query('BEGIN')
           try {
             const plan = await apply(client, blocks)
             checkAborted(options.signal)
@@ -419,65 +422,133 @@ async function withClient<T>(
   }
 }
 
-const LOCK_CHAINS = `SELECT pg_advisory_xact_lock(k)
-  FROM (SELECT DISTINCT hashtextextended(c, 0) AS k FROM unnest($1::text[]) AS c) AS keys ORDER BY k`
+/**
+ * The first round trip of a put, as one simple-protocol query: BEGIN, an advisory lock per chain (in key order,
+ * so two writers never wait on each other in a cycle; the key is `hashtextextended(chain, 0)`, the same in every
+ * process), then the lookups. Each statement takes its own snapshot (READ COMMITTED), so the lookups see all that
+ * an earlier holder of a lock committed. The values are inlined: integers, hex, and chain ids (validated by
+ * `validateBlock`, and escaped all the same). LATERAL ... LIMIT 1 keeps each position an index probe; joined
+ * plainly, the planner may hash the whole table.
+ */
+function beginSql(
+  client: pg.PoolClient,
+  chainIds: string[],
+  wanted: { c: number; seq: number }[],
+  raw: CID[],
+): string {
+  const chains = `ARRAY[${chainIds.map((c) => client.escapeLiteral(c)).join(',')}]::text[]`
+  const hex = (b: Uint8Array): string => `decode('${Buffer.from(b).toString('hex')}', 'hex')`
+  const out = ['BEGIN']
+  if (chainIds.length > 0)
+    out.push(`SELECT pg_advisory_xact_lock(k)
+      FROM (SELECT DISTINCT hashtextextended(c, 0) AS k FROM unnest(${chains}) AS c) AS keys ORDER BY k`)
+  out.push(`SELECT 'p' AS kind, q.c, q.seq, e.cid
+      FROM unnest(ARRAY[${wanted.map((w) => w.c).join(',')}]::int[], ARRAY[${wanted.map((w) => w.seq).join(',')}]::bigint[])
+        AS q(c, seq)
+      CROSS JOIN LATERAL (
+        SELECT cid FROM chain_entries WHERE chain = (${chains})[q.c] AND seq = q.seq LIMIT 1
+      ) AS e
+    UNION ALL
+    SELECT 'a', NULL::int, NULL::bigint, r.cid
+      FROM unnest(ARRAY[${raw.map((c) => hex(c.bytes)).join(',')}]::bytea[]) AS r(cid)
+      WHERE EXISTS (SELECT 1 FROM links l JOIN blocks b ON b.cid = l.parent WHERE l.child = r.cid)`)
+  return out.join(';\n')
+}
 
-const LOOKUP = `SELECT 'p'::text AS kind, e.chain, e.seq, e.cid
-    FROM unnest($1::text[], $2::bigint[]) AS q(chain, seq)
-    JOIN chain_entries e ON e.chain = q.chain AND e.seq = q.seq
-  UNION ALL
-  SELECT DISTINCT 'a'::text, NULL::text, NULL::bigint, l.child
-    FROM links l JOIN blocks b ON b.cid = l.parent
-    WHERE l.child = ANY($3::bytea[])`
-
+/**
+ * Every bytea value of a batch travels in ONE binary parameter ($1), each value named by its offset and length
+ * (`substring($1 FROM off FOR len)`): no hex text (twice the bytes) and no per-element array parsing. Chain ids
+ * are sent once ($3) and referenced by index.
+ */
 const WRITE = `WITH
   nb AS (
     INSERT INTO blocks (cid, codec, size, data, stored_at)
-    SELECT cid, codec, size, data, $5 FROM unnest($1::bytea[], $2::int[], $3::int[], $4::bytea[])
-      WITH ORDINALITY AS t(cid, codec, size, data, ord) ORDER BY ord
+    SELECT substring($1::bytea FROM co FOR cl), codec, dl, substring($1::bytea FROM d FOR dl), $2
+      FROM unnest($4::int[], $5::int[], $6::int[], $7::int[], $8::int[])
+        WITH ORDINALITY AS t(co, cl, codec, d, dl, ord)
+      ORDER BY ord
     ON CONFLICT (cid) DO NOTHING
     RETURNING cid
   ),
-  ne AS (INSERT INTO chain_entries (chain, seq, cid) SELECT * FROM unnest($6::text[], $7::bigint[], $8::bytea[])),
+  ne AS (
+    INSERT INTO chain_entries (chain, seq, cid)
+    SELECT ($3::text[])[c], seq, substring($1::bytea FROM co FOR cl)
+      FROM unnest($9::int[], $10::bigint[], $11::int[], $12::int[]) AS t(c, seq, co, cl)
+  ),
   nl AS (
-    INSERT INTO links (parent, child) SELECT * FROM unnest($9::bytea[], $10::bytea[]) ON CONFLICT DO NOTHING
+    INSERT INTO links (parent, child)
+    SELECT substring($1::bytea FROM po FOR pl), substring($1::bytea FROM co FOR cl)
+      FROM unnest($13::int[], $14::int[], $15::int[], $16::int[]) AS t(po, pl, co, cl)
+    ON CONFLICT DO NOTHING
   ),
   nv AS (
     INSERT INTO evidence (chain, seq, first_cid, second_cid, detected_at)
-    SELECT chain, seq, f, s, $5 FROM unnest($11::text[], $12::bigint[], $13::bytea[], $14::bytea[]) AS t(chain, seq, f, s)
+    SELECT ($3::text[])[c], seq, substring($1::bytea FROM fo FOR fl), substring($1::bytea FROM so FOR sl), $2
+      FROM unnest($17::int[], $18::bigint[], $19::int[], $20::int[], $21::int[], $22::int[])
+        AS t(c, seq, fo, fl, so, sl)
     ON CONFLICT DO NOTHING
   ),
   nh AS (
     INSERT INTO chains (chain, author, head_seq, head_cid)
-    SELECT * FROM unnest($15::text[], $16::text[], $17::bigint[], $18::bytea[])
+    SELECT ($3::text[])[c], author, seq, substring($1::bytea FROM co FOR cl)
+      FROM unnest($23::int[], $24::text[], $25::bigint[], $26::int[], $27::int[]) AS t(c, author, seq, co, cl)
     ON CONFLICT (chain) DO UPDATE SET head_seq = excluded.head_seq, head_cid = excluded.head_cid
       WHERE excluded.head_seq > chains.head_seq
   )
   SELECT cid FROM nb`
 
-/** Lock the batch's chains, look up, plan and write: four statements inside the caller's transaction. */
-async function apply(client: pg.PoolClient, blocks: ValidatedBlock[]): Promise<BatchPlan> {
-  const chains = new Set<string>()
-  for (const b of blocks) if (b.kind === 'signed') chains.add(b.block.chain)
-  if (chains.size > 0)
-    await client.query({ name: 'icn_lock_chains', text: LOCK_CHAINS, values: [[...chains]] })
+/** Byte strings packed into one buffer; `add` returns the 1-based offset and the length, as SQL substring wants. */
+class Packer {
+  private readonly parts: Uint8Array[] = []
+  private size = 0
 
+  add(bytes: Uint8Array): [number, number] {
+    this.parts.push(bytes)
+    const at = this.size + 1
+    this.size += bytes.length
+    return [at, bytes.length]
+  }
+
+  /** Column arrays (offsets, lengths) for a list of byte strings. */
+  column(values: Uint8Array[]): [number[], number[]] {
+    const offsets: number[] = []
+    const lengths: number[] = []
+    for (const v of values) {
+      const [o, l] = this.add(v)
+      offsets.push(o)
+      lengths.push(l)
+    }
+    return [offsets, lengths]
+  }
+
+  buffer(): Buffer {
+    return Buffer.concat(this.parts, this.size)
+  }
+}
+
+/** Begin, lock the batch's chains and look up (one round trip), plan, and write (one more). */
+async function apply(client: pg.PoolClient, blocks: ValidatedBlock[]): Promise<BatchPlan> {
+  const chainIndex = new Map<string, number>()
+  for (const b of blocks)
+    if (b.kind === 'signed' && !chainIndex.has(b.block.chain)) chainIndex.set(b.block.chain, 0)
+  const chainIds = [...chainIndex.keys()]
+  for (const [i, c] of chainIds.entries()) chainIndex.set(c, i + 1)
+  const idx = (chain: string): number => chainIndex.get(chain)!
   const { positions, raw } = lookupsFor(blocks)
-  const wanted = new Map(positions.map((p) => [positionKey(p.chain, p.seq), p]))
+  const wanted = [...new Map(positions.map((p) => [positionKey(p.chain, p.seq), p])).values()]
+  const results = (await client.query(
+    beginSql(
+      client,
+      chainIds,
+      wanted.map((p) => ({ c: idx(p.chain), seq: p.seq })),
+      raw,
+    ),
+  )) as unknown as pg.QueryResult[]
   const known = new Map<string, CID>()
   const anchored = new Set<string>()
-  const found = await client.query({
-    name: 'icn_lookup',
-    text: LOOKUP,
-    values: [
-      [...wanted.values()].map((p) => p.chain),
-      [...wanted.values()].map((p) => p.seq),
-      raw.map((c) => c.bytes),
-    ],
-  })
-  for (const r of found.rows as Row[]) {
+  for (const r of results[results.length - 1]!.rows as Row[]) {
     const cid = cidFromBytes(r.cid as Uint8Array)
-    if (r.kind === 'p') known.set(positionKey(r.chain as string, Number(r.seq)), cid)
+    if (r.kind === 'p') known.set(positionKey(chainIds[Number(r.c) - 1]!, Number(r.seq)), cid)
     else anchored.add(cid.toString())
   }
   const plan = planBatch({ blocks, positions: known, anchored })
@@ -487,31 +558,40 @@ async function apply(client: pg.PoolClient, blocks: ValidatedBlock[]): Promise<B
   const signed = plan.inserts.filter((b) => b.kind === 'signed')
   const chunks = plan.inserts
     .filter((b) => b.kind === 'raw')
-    .sort((a, b) => compareBytes(a.cid.bytes, b.cid.bytes))
+    .sort((a, b) => Buffer.compare(a.cid.bytes, b.cid.bytes))
   const inserts = [...signed, ...chunks]
-  const now = Date.now()
+  const pack = new Packer()
+  const blockCids = pack.column(inserts.map((b) => b.cid.bytes))
+  const blockData = pack.column(inserts.map((b) => b.bytes))
+  const entryCids = pack.column(plan.entries.map((e) => e.cid.bytes))
+  const parents = pack.column(plan.links.map((l) => l.parent.bytes))
+  const children = pack.column(plan.links.map((l) => l.child.bytes))
+  const firsts = pack.column(plan.evidence.map((e) => e.first.bytes))
+  const seconds = pack.column(plan.evidence.map((e) => e.second.bytes))
+  const headCids = pack.column(plan.heads.map((h) => h.cid.bytes))
   const res = await client.query({
     name: 'icn_write',
     text: WRITE,
     values: [
-      inserts.map((b) => b.cid.bytes),
+      pack.buffer(),
+      Date.now(),
+      chainIds,
+      ...blockCids,
       inserts.map((b) => b.cid.code),
-      inserts.map((b) => b.bytes.length),
-      inserts.map((b) => b.bytes),
-      now,
-      plan.entries.map((e) => e.chain),
+      ...blockData,
+      plan.entries.map((e) => idx(e.chain)),
       plan.entries.map((e) => e.seq),
-      plan.entries.map((e) => e.cid.bytes),
-      plan.links.map((l) => l.parent.bytes),
-      plan.links.map((l) => l.child.bytes),
-      plan.evidence.map((e) => e.chain),
+      ...entryCids,
+      ...parents,
+      ...children,
+      plan.evidence.map((e) => idx(e.chain)),
       plan.evidence.map((e) => e.seq),
-      plan.evidence.map((e) => e.first.bytes),
-      plan.evidence.map((e) => e.second.bytes),
-      plan.heads.map((h) => h.chain),
+      ...firsts,
+      ...seconds,
+      plan.heads.map((h) => idx(h.chain)),
       plan.heads.map((h) => h.author),
       plan.heads.map((h) => h.seq),
-      plan.heads.map((h) => h.cid.bytes),
+      ...headCids,
     ],
   })
 
@@ -529,43 +609,48 @@ async function apply(client: pg.PoolClient, blocks: ValidatedBlock[]): Promise<B
       inserted.set(key, left - 1)
       continue
     }
-    const idx = blocks.indexOf(b)
-    if (idx >= 0 && plan.results[idx]?.status === 'stored')
-      plan.results[idx] = { cid: b.cid, status: 'duplicate' }
+    const at = blocks.indexOf(b)
+    if (at >= 0 && plan.results[at]?.status === 'stored')
+      plan.results[at] = { cid: b.cid, status: 'duplicate' }
   }
   return plan
 }
 
+/**
+ * Bring the schema up to date. Under a transaction-scoped advisory lock, so nodes starting together on one
+ * database never race; when nothing is missing (the usual start) that is one round trip. All missing migrations
+ * are applied in one transaction: a failure leaves the schema as it was.
+ */
 async function migrate(client: pg.PoolClient): Promise<void> {
-  await client.query(`SELECT pg_advisory_lock(${MIGRATION_LOCK})`)
-  try {
-    await client.query(
-      'CREATE TABLE IF NOT EXISTS schema_migrations (version INTEGER PRIMARY KEY, name TEXT NOT NULL, applied_at BIGINT NOT NULL)',
-    )
-    const res = await client.query('SELECT version FROM schema_migrations')
-    const applied = new Set((res.rows as Row[]).map((r) => Number(r.version)))
-    const latest = Math.max(...POSTGRES_MIGRATIONS.map((m) => m.version))
+  const latest = Math.max(...POSTGRES_MIGRATIONS.map((m) => m.version))
+  const check = async (sql: string): Promise<Set<number>> => {
+    const results = (await client.query(sql)) as unknown as pg.QueryResult[]
+    const applied = new Set((results[results.length - 1]!.rows as Row[]).map((r) => Number(r.version)))
     const newest = Math.max(0, ...applied)
     if (newest > latest)
       throw new Error(`database schema version ${newest} is newer than this icn (${latest}); upgrade icn`)
+    return applied
+  }
+  const lock = `SELECT pg_advisory_xact_lock(${MIGRATION_LOCK})`
+  const applied = await check(`${lock};
+    CREATE TABLE IF NOT EXISTS schema_migrations (version INTEGER PRIMARY KEY, name TEXT NOT NULL, applied_at BIGINT NOT NULL);
+    SELECT version FROM schema_migrations`)
+  if (POSTGRES_MIGRATIONS.every((m) => applied.has(m.version))) return
+  try {
+    const now = await check(`BEGIN; ${lock}; SELECT version FROM schema_migrations`)
     for (const m of POSTGRES_MIGRATIONS) {
-      if (applied.has(m.version)) continue
-      await client.query('BEGIN')
-      try {
-        await client.query(m.sql)
-        await client.query('INSERT INTO schema_migrations (version, name, applied_at) VALUES ($1, $2, $3)', [
-          m.version,
-          m.name,
-          Date.now(),
-        ])
-        await client.query('COMMIT')
-      } catch (err) {
-        await client.query('ROLLBACK').catch(() => {})
-        throw err
-      }
+      if (now.has(m.version)) continue
+      await client.query(m.sql)
+      await client.query('INSERT INTO schema_migrations (version, name, applied_at) VALUES ($1, $2, $3)', [
+        m.version,
+        m.name,
+        Date.now(),
+      ])
     }
-  } finally {
-    await client.query(`SELECT pg_advisory_unlock(${MIGRATION_LOCK})`).catch(() => {})
+    await client.query('COMMIT')
+  } catch (err) {
+    await client.query('ROLLBACK').catch(() => {})
+    throw err
   }
 }
 
@@ -576,10 +661,6 @@ function headFromRow(r: Row): ChainHead {
     seq: Number(r.head_seq),
     cid: cidFromBytes(r.head_cid as Uint8Array),
   }
-}
-
-function compareBytes(a: Uint8Array, b: Uint8Array): number {
-  return Buffer.compare(a, b)
 }
 
 function errorText(err: unknown): string {

@@ -5,8 +5,8 @@ import { Value } from 'typebox/value'
 import { afterAll, beforeAll, describe, expect, it } from 'vitest'
 import { ApiClient, ApiError, type RouteDef, type RouteId, routes } from '../../src/api/index.js'
 import { Signer } from '../../src/identity/index.js'
-import { silentLogger } from '../../src/observability/index.js'
 import { defaultOptions, IcnNode } from '../../src/node/index.js'
+import { silentLogger } from '../../src/observability/index.js'
 
 const API_KEY = 'test-api-key-0123456789'
 
@@ -128,7 +128,9 @@ describe('values and blocks', () => {
 
   it('counts requests by route template in /metrics', async () => {
     const text = await (await raw('/metrics')).text()
-    expect(text).toMatch(/icn_http_requests_total\{method="POST",route="\/v1\/dag\/blocks",status="201"\} \d+/)
+    expect(text).toMatch(
+      /icn_http_requests_total\{method="POST",route="\/v1\/dag\/blocks",status="201"\} \d+/,
+    )
     expect(text).toMatch(/icn_dag_blocks_stored_total\{kind="signed",source="http"\} \d+/)
     expect(text).toContain('icn_store_operation_duration_seconds_bucket')
     expect(text).toContain('process_cpu_user_seconds_total')
@@ -148,14 +150,25 @@ describe('bad input is refused and changes nothing', () => {
       const wrong = new ApiClient({ baseUrl: node.apiUrl, apiKey: 'wrong' })
       await expectApiError(wrong.call(routes.putValue, { body: { value: 1 } }), 401, 'UNAUTHORIZED')
       await expectApiError(wrong.call(routes.gc), 401, 'UNAUTHORIZED')
-      await expectApiError(wrong.call(routes.importCar, { rawBody: new Uint8Array([1, 2, 3]) }), 401, 'UNAUTHORIZED')
+      await expectApiError(
+        wrong.call(routes.importCar, { rawBody: new Uint8Array([1, 2, 3]) }),
+        401,
+        'UNAUTHORIZED',
+      )
     })
   })
 
   it('400 with { code, message } for malformed bodies', async () => {
     const auth = { authorization: `Bearer ${API_KEY}`, 'content-type': 'application/json' }
     await unchanged(async () => {
-      for (const body of ['{"value":', 'null', '[]', '{"x":1}', '{"value":1,"extra":2}', '{"__proto__":{"a":1},"value":1}']) {
+      for (const body of [
+        '{"value":',
+        'null',
+        '[]',
+        '{"x":1}',
+        '{"value":1,"extra":2}',
+        '{"__proto__":{"a":1},"value":1}',
+      ]) {
         const res = await raw('/v1/dag/blocks', { method: 'POST', headers: auth, body })
         expect(res.status, body).toBe(400)
         const e = (await res.json()) as { code: string; message: string }
@@ -188,7 +201,9 @@ describe('bad input is refused and changes nothing', () => {
   it('400 INVALID_CID and 404 NOT_FOUND for block reads', async () => {
     await expectApiError(client.call(routes.getBlock, { params: { cid: 'not-a-cid' } }), 400, 'INVALID_CID')
     await expectApiError(
-      client.call(routes.getValue, { params: { cid: 'bafyreigh2akiscaildcqabsyg3dfr6chu3fgpregiymsck7e7aqa4s52zy' } }),
+      client.call(routes.getValue, {
+        params: { cid: 'bafyreigh2akiscaildcqabsyg3dfr6chu3fgpregiymsck7e7aqa4s52zy' },
+      }),
       404,
       'NOT_FOUND',
     )
@@ -197,8 +212,16 @@ describe('bad input is refused and changes nothing', () => {
   it('400 INVALID_CAR for a corrupt CAR, importing nothing', async () => {
     const car = new Uint8Array(await (await client.fetch(routes.exportCar)).arrayBuffer())
     await unchanged(async () => {
-      await expectApiError(client.call(routes.importCar, { rawBody: car.subarray(0, car.length - 7) }), 400, 'INVALID_CAR')
-      await expectApiError(client.call(routes.importCar, { rawBody: new Uint8Array(64).fill(7) }), 400, 'INVALID_CAR')
+      await expectApiError(
+        client.call(routes.importCar, { rawBody: car.subarray(0, car.length - 7) }),
+        400,
+        'INVALID_CAR',
+      )
+      await expectApiError(
+        client.call(routes.importCar, { rawBody: new Uint8Array(64).fill(7) }),
+        400,
+        'INVALID_CAR',
+      )
     })
   })
 
