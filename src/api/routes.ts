@@ -25,6 +25,8 @@ export interface RouteDef<
   response: R
   /** Status of the success reply. */
   status?: number
+  /** Other statuses whose body is the success schema rather than an error (e.g. 503 from /ready). */
+  alsoStatuses?: number[]
   /** Non-JSON request body (e.g. a CAR file). */
   requestContentType?: string
   /** Non-JSON success reply (e.g. a CAR stream, Prometheus text). */
@@ -82,6 +84,7 @@ export const routes = {
     tags: ['node'],
     auth: false,
     response: Type.Object({ ready: Type.Boolean(), components: Type.Record(Type.String(), ComponentStatus) }),
+    alsoStatuses: [503],
   }),
   metrics: route({
     id: 'metrics',

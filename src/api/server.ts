@@ -187,7 +187,12 @@ function routeSchema(def: RouteDef): Record<string, unknown> {
     summary: def.summary,
     tags: def.tags,
     hide: def.hidden,
-    response: { [status]: success, '4xx': { $ref: 'Error#' }, '5xx': { $ref: 'Error#' } },
+    response: {
+      [status]: success,
+      ...Object.fromEntries((def.alsoStatuses ?? []).map((s) => [String(s), success])),
+      '4xx': { $ref: 'Error#' },
+      '5xx': { $ref: 'Error#' },
+    },
   }
   if (def.auth) schema.security = [{ apiKey: [] }]
   if (def.params) schema.params = def.params

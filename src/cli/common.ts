@@ -1,7 +1,11 @@
 import { readFile } from 'node:fs/promises'
-import { ApiClient } from '../api/index.js'
+import type { ApiClient } from '../api/index.js'
 import { IcnError, resolvePassphrase } from '../identity/index.js'
-import { defaultOptions, readApiKey, readConfig } from '../node/index.js'
+import { readApiKey, readConfig } from '../node/datadir.js'
+import { defaultOptions } from '../node/options.js'
+
+// The CLI loads the API, store and node modules only in the commands that use them (`await import`), and
+// reads settings and the data folder straight from their files, so quick commands start quickly.
 
 /** Exit statuses of every command. */
 export const EXIT = { ok: 0, failed: 1, usage: 2 } as const
@@ -51,7 +55,8 @@ export async function clientFor(opts: GlobalOpts): Promise<ApiClient> {
   if (!api) api = `http://${defaultOptions.apiListen}`
   if (!/^https?:\/\//.test(api))
     throw new CliError(`--api must be an http(s) URL, got ${JSON.stringify(api)}`, EXIT.usage)
-  return new ApiClient({ baseUrl: api, apiKey })
+  const { ApiClient: Client } = await import('../api/index.js')
+  return new Client({ baseUrl: api, apiKey })
 }
 
 /** The passphrase: --passphrase-file, ICN_PASSPHRASE, or a prompt on a terminal. */

@@ -1,5 +1,4 @@
 import { Command, CommanderError } from 'commander'
-import { ApiError } from '../api/index.js'
 import { VERSION } from '../version.js'
 import { registerDag } from './commands/dag.js'
 import { registerId } from './commands/id.js'
@@ -50,8 +49,9 @@ export async function main(argv: string[]): Promise<number> {
     const prefix = e.code && e.code !== 'FAILED' && e.code !== 'USAGE' ? `${e.code}: ` : ''
     process.stderr.write(`icn: ${prefix}${e.message ?? String(err)}\n`)
     if (err instanceof CliError) return err.exitCode
-    if (err instanceof ApiError)
-      return err.status === 400 || err.status === 413 || err.status === 415 ? EXIT.usage : EXIT.failed
+    // An ApiError from the client, known by shape: the API module is loaded only by the commands that use it.
+    if ((err as Error).name === 'ApiError' && typeof e.status === 'number')
+      return e.status === 400 || e.status === 413 || e.status === 415 ? EXIT.usage : EXIT.failed
     if (e.code && USAGE_CODES.has(e.code)) return EXIT.usage
     return EXIT.failed
   }

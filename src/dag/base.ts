@@ -1,5 +1,6 @@
+import { InlineVerifier, type SignatureCheck, type SignatureVerifier } from '../identity/index.js'
 import type { Logger, Metrics } from '../observability/index.js'
-import { type Block, type ValidatedBlock, validateBlock } from './block.js'
+import { type Block, prevalidateBlock, signatureError, type ValidatedBlock } from './block.js'
 import type { CID } from './cid.js'
 import { checkAborted } from './errors.js'
 import type { BatchPlan } from './plan.js'
@@ -17,7 +18,12 @@ import type {
 export interface StoreComponents {
   logger?: Logger
   metrics?: Metrics
+  /** Where signatures are checked; default: on the calling thread. The node passes a worker pool. */
+  verifier?: SignatureVerifier
 }
+
+/** Signature checks sent to the verifier at a time. */
+const VERIFY_CHUNK = 64
 
 /** Error codes that mean "bad input", as opposed to a store failure. */
 const INPUT_ERRORS = new Set([
@@ -44,10 +50,12 @@ export abstract class AbstractBlockStore implements BlockStore {
   abstract readonly backend: 'sqlite' | 'postgres'
   protected readonly logger?: Logger
   protected readonly metrics?: Metrics
+  protected readonly verifier: SignatureVerifier
 
   constructor(components: StoreComponents = {}) {
     this.logger = components.logger
     this.metrics = components.metrics
+    this.verifier = components.verifier ?? new InlineVerifier()
   }
 
   abstract open(options?: AbortOptions): Promise<void>
@@ -75,16 +83,57 @@ export abstract class AbstractBlockStore implements BlockStore {
     return result!
   }
 
-  async putMany(blocks: Block[], options: PutOptions = {}): Promise<PutResult[]> {
+  /**
+   * Validate, then commit in one transaction. Calls commit in the order they were made (FIFO), whatever order
+   * their signature checks finish in, so a caller may keep several batches of one chain in flight: while one
+   * batch's signatures are checked on worker threads, the previous one is written.
+   */
+  putMany(blocks: Block[], options: PutOptions = {}): Promise<PutResult[]> {
+    const prior = this.commitTail
+    const run = this.validateThenCommit(blocks, options, prior)
+    this.commitTail = run.then(
+      () => undefined,
+      () => undefined,
+    )
+    return run
+  }
+
+  private commitTail: Promise<void> = Promise.resolve()
+
+  private async validateThenCommit(
+    blocks: Block[],
+    options: PutOptions,
+    prior: Promise<void>,
+  ): Promise<PutResult[]> {
     checkAborted(options.signal)
     const source = options.source ?? 'local'
     const validated: ValidatedBlock[] = []
     try {
-      for (const b of blocks) validated.push(validateBlock(b.cid, b.bytes))
+      // Signature checks leave in chunks as soon as they are ready, so verifying overlaps decoding.
+      const pending: Promise<boolean[]>[] = []
+      const checked: ValidatedBlock[] = []
+      let chunk: SignatureCheck[] = []
+      for (const b of blocks) {
+        const p = prevalidateBlock(b.cid, b.bytes)
+        validated.push(p.validated)
+        if (!p.signature) continue
+        chunk.push(p.signature)
+        checked.push(p.validated)
+        if (chunk.length === VERIFY_CHUNK) {
+          pending.push(this.verifier.verifyMany(chunk))
+          chunk = []
+        }
+      }
+      if (chunk.length > 0) pending.push(this.verifier.verifyMany(chunk))
+      const ok = (await Promise.all(pending)).flat()
+      const bad = ok.indexOf(false)
+      if (bad >= 0) throw signatureError(checked[bad]!)
     } catch (err) {
       this.rejected(err, source)
       throw err
     }
+    await prior
+    checkAborted(options.signal)
     const end = this.metrics?.storeOpDuration.startTimer({ backend: this.backend, op: 'put' })
     let plan: BatchPlan
     try {

@@ -1,6 +1,13 @@
 import { createHash } from 'node:crypto'
 import * as dagCbor from '@ipld/dag-cbor'
-import { blockTag, publicKeyFromDid, type Signer, verifyWithDomain } from '../identity/index.js'
+import {
+  blockTag,
+  domainBytes,
+  publicKeyFromDid,
+  type SignatureCheck,
+  type Signer,
+  verifyEd25519,
+} from '../identity/index.js'
 import { CID, cidFor, DAG_CBOR, RAW, SHA2_256 } from './cid.js'
 import {
   BlockTooLargeError,
@@ -87,11 +94,29 @@ export function createRawBlock(bytes: Uint8Array): Block {
   return { cid: cidFor(RAW, bytes), bytes }
 }
 
+/** A block that passed every check but its signature, with the signature check still to run. */
+export interface PrevalidatedBlock {
+  validated: ValidatedBlock
+  /** Present for signed blocks: the exact bytes the author signed (domain tag included). */
+  signature?: SignatureCheck
+}
+
 /**
  * Every check that needs no store: size, CID matches bytes, canonical DAG-CBOR, field shapes, chain owned by
  * the author, signature. Throws a typed error; the store adds the chain rules.
  */
 export function validateBlock(cid: CID, bytes: Uint8Array): ValidatedBlock {
+  const { validated, signature } = prevalidateBlock(cid, bytes)
+  if (signature && !verifyEd25519(signature.publicKey, signature.message, signature.signature))
+    throw signatureError(validated)
+  return validated
+}
+
+/**
+ * `validateBlock` without the signature verify, which the caller runs (in batches, possibly on worker threads)
+ * and must not skip: the store calls this, then a SignatureVerifier, then `signatureError` for any failure.
+ */
+export function prevalidateBlock(cid: CID, bytes: Uint8Array): PrevalidatedBlock {
   if (bytes.length > MAX_BLOCK_BYTES) throw new BlockTooLargeError(bytes.length, MAX_BLOCK_BYTES)
   if (cid.version !== 1 || cid.multihash.code !== SHA2_256 || cid.multihash.size !== 32)
     throw new InvalidCidError(`unsupported CID ${cid}`)
@@ -99,7 +124,7 @@ export function validateBlock(cid: CID, bytes: Uint8Array): ValidatedBlock {
   const digest = createHash('sha256').update(bytes).digest()
   if (!digest.equals(cid.multihash.digest))
     throw new CidMismatchError(cid.toString(), cidFor(cid.code, bytes).toString())
-  if (cid.code === RAW) return { kind: 'raw', cid, bytes }
+  if (cid.code === RAW) return { validated: { kind: 'raw', cid, bytes } }
 
   let decoded: unknown
   try {
@@ -108,10 +133,17 @@ export function validateBlock(cid: CID, bytes: Uint8Array): ValidatedBlock {
     throw new MalformedBlockError(`not valid DAG-CBOR: ${(err as Error).message}`)
   }
   const block = checkShape(decoded, true) as SignedBlock
-  const signed = signedBytesOf(bytes, block)
-  if (!verifyWithDomain(block.author, blockTag(block.type), signed, block.sig))
-    throw new InvalidSignatureError(cid.toString(), block.author)
-  return { kind: 'signed', cid, bytes, block, links: collectLinks(block) }
+  const signature: SignatureCheck = {
+    publicKey: authorKey(block.author),
+    message: domainBytes(blockTag(block.type), signedBytesOf(bytes, block)),
+    signature: block.sig,
+  }
+  return { validated: { kind: 'signed', cid, bytes, block, links: collectLinks(block) }, signature }
+}
+
+/** The error for a block whose signature did not verify. */
+export function signatureError(b: ValidatedBlock): InvalidSignatureError {
+  return new InvalidSignatureError(b.cid.toString(), b.kind === 'signed' ? b.block.author : '')
 }
 
 /** `"sig"` as a CBOR text string, then the header of a 64-byte byte string. */
@@ -171,8 +203,21 @@ function walk(value: unknown, out: CID[], depth: number): void {
   for (const v of Object.values(value)) walk(v, out, depth + 1)
 }
 
-/** DIDs already parsed successfully (bounded), so each author is decoded once, not once per block. */
-const knownDids = new Set<string>()
+/** Public keys of DIDs already parsed (bounded), so each author is decoded once, not once per block. */
+const authorKeys = new Map<string, Uint8Array>()
+
+function authorKey(did: string): Uint8Array {
+  let key = authorKeys.get(did)
+  if (key) return key
+  try {
+    key = publicKeyFromDid(did)
+  } catch {
+    throw new MalformedBlockError(`author is not an Ed25519 did:key: ${did.slice(0, 80)}`)
+  }
+  if (authorKeys.size >= 10_000) authorKeys.clear()
+  authorKeys.set(did, key)
+  return key
+}
 
 function checkShape(value: unknown, withSig = false): UnsignedBlock {
   if (value === null || typeof value !== 'object' || Array.isArray(value))
@@ -188,15 +233,7 @@ function checkShape(value: unknown, withSig = false): UnsignedBlock {
   if (typeof rec.type !== 'string' || !RECORD_TYPE.test(rec.type) || rec.type.length > 64)
     throw new MalformedBlockError('type must look like "name/v1"')
   if (typeof rec.author !== 'string') throw new MalformedBlockError('author must be a did:key string')
-  if (!knownDids.has(rec.author)) {
-    try {
-      publicKeyFromDid(rec.author)
-    } catch {
-      throw new MalformedBlockError(`author is not an Ed25519 did:key: ${rec.author.slice(0, 80)}`)
-    }
-    if (knownDids.size >= 10_000) knownDids.clear()
-    knownDids.add(rec.author)
-  }
+  authorKey(rec.author)
   if (typeof rec.chain !== 'string' || chainWriter(rec.chain) !== rec.author)
     throw new MalformedBlockError('chain must be "<author DID>/<name>"')
   if (!CHAIN_NAME.test(rec.chain.slice(rec.author.length + 1)))

@@ -51,3 +51,10 @@ export {
   readKeystoreDid,
 } from './keystore.js'
 export { PASSPHRASE_ENV, type ResolvePassphraseOptions, resolvePassphrase } from './passphrase.js'
+export {
+  InlineVerifier,
+  type SignatureCheck,
+  type SignatureVerifier,
+  WorkerVerifier,
+  type WorkerVerifierOptions,
+} from './verifier.js'

@@ -8,7 +8,7 @@ import {
   SqliteBlockStore,
   StoreHealthMonitor,
 } from '../dag/index.js'
-import { IcnError, type Signer } from '../identity/index.js'
+import { IcnError, type Signer, WorkerVerifier } from '../identity/index.js'
 import { createLogger, createMetrics, type Logger, type Metrics, Readiness } from '../observability/index.js'
 import { VERSION } from '../version.js'
 import { dataPaths } from './datadir.js'
@@ -47,6 +47,8 @@ export class IcnNode {
   readonly store: BlockStore
   readonly health: StoreHealthMonitor
   readonly writer: ChainWriter
+  /** Signature checks of incoming blocks run on worker threads, beside decoding and storing. */
+  readonly verifier = new WorkerVerifier()
   readonly startedAt = new Date()
   private api?: FastifyInstance
   private apiAddress?: string
@@ -59,12 +61,13 @@ export class IcnNode {
     this.logger = modules.logger ?? createLogger({ level: options.logLevel })
     this.metrics = modules.metrics ?? createMetrics()
     const storeLogger = this.logger.child({ module: 'dag' })
+    const storeComponents = { logger: storeLogger, metrics: this.metrics, verifier: this.verifier }
     this.store =
       options.store === 'postgres'
-        ? new PostgresBlockStore({ url: options.pgUrl! }, { logger: storeLogger, metrics: this.metrics })
+        ? new PostgresBlockStore({ url: options.pgUrl! }, storeComponents)
         : new SqliteBlockStore(
             { path: dataPaths(options.dataDir).sqlite, synchronous: options.sqliteSynchronous },
-            { logger: storeLogger, metrics: this.metrics },
+            storeComponents,
           )
     this.health = new StoreHealthMonitor(
       {},
@@ -116,6 +119,8 @@ export class IcnNode {
         'node starting',
       )
       await this.store.open({ signal: this.signal })
+      // Report running only once the store has answered a health check, so /ready is true from the start.
+      await this.health.check()
       this.health.start()
       await this.writer.currentHead({ signal: this.signal })
       this.api = await createApiServer({
@@ -177,6 +182,7 @@ export class IcnNode {
     }
     this.health.stop()
     await this.store.close().catch((err: unknown) => this.logger.warn({ err }, 'store close failed'))
+    await this.verifier.close()
   }
 
   /** GC keeps the node's own chain whole. */

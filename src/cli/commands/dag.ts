@@ -3,7 +3,6 @@ import { readFile, rename, rm } from 'node:fs/promises'
 import { Readable } from 'node:stream'
 import { pipeline } from 'node:stream/promises'
 import type { Command } from 'commander'
-import { routes } from '../../api/index.js'
 import { CliError, clientFor, EXIT, type GlobalOpts, output } from '../common.js'
 
 const apiOptions = (cmd: Command): Command =>
@@ -12,6 +11,10 @@ const apiOptions = (cmd: Command): Command =>
     .option('--api-key <key>', 'operator API key (or ICN_API_KEY)')
     .option('--data-dir <dir>', 'find the API URL and key in this data folder')
     .option('--json', 'print JSON')
+
+async function api(): Promise<typeof import('../../api/index.js')['routes']> {
+  return (await import('../../api/index.js')).routes
+}
 
 export function registerDag(program: Command): void {
   const dag = program
@@ -25,9 +28,15 @@ export function registerDag(program: Command): void {
       .option('--value <json>', 'the value, as JSON')
       .option('--file <file>', 'read the JSON value from a file'),
   ).action(async (opts: GlobalOpts & { value?: string; file?: string }) => {
+    const routes = await api()
     if ((opts.value === undefined) === (opts.file === undefined))
       throw new CliError('give exactly one of --value JSON or --file F', EXIT.usage)
-    const text = opts.value ?? (await readFile(opts.file!, 'utf8'))
+    let text: string
+    try {
+      text = opts.value ?? (await readFile(opts.file!, 'utf8'))
+    } catch (err) {
+      throw new CliError(`cannot read ${opts.file}: ${(err as Error).message}`, EXIT.usage)
+    }
     let value: unknown
     try {
       value = JSON.parse(text)
@@ -44,6 +53,7 @@ export function registerDag(program: Command): void {
       .description('Print a stored value (icn.value/v1 records), or with --block the block itself as JSON')
       .option('--block', 'print the block record instead of the value'),
   ).action(async (cid: string, opts: GlobalOpts & { block?: boolean }) => {
+    const routes = await api()
     const client = await clientFor(opts)
     if (opts.block) {
       const b = await client.call(routes.getBlock, { params: { cid }, query: { format: 'json' } })
@@ -61,6 +71,7 @@ export function registerDag(program: Command): void {
       .requiredOption('--out <file>', 'CAR file to write')
       .option('--root <cid>', 'export only this block and what it links'),
   ).action(async (opts: GlobalOpts & { out: string; root?: string }) => {
+    const routes = await api()
     const res = await (await clientFor(opts)).fetch(routes.exportCar, { query: { root: opts.root } })
     if (!res.body) throw new CliError('the node sent no body')
     const tmp = `${opts.out}.partial`
@@ -82,6 +93,7 @@ export function registerDag(program: Command): void {
       .command('import <file>')
       .description('Import a CAR file; every block is validated and a bad file imports nothing'),
   ).action(async (file: string, opts: GlobalOpts) => {
+    const routes = await api()
     let bytes: Uint8Array
     try {
       bytes = new Uint8Array(await readFile(file))
@@ -99,6 +111,7 @@ export function registerDag(program: Command): void {
   apiOptions(
     dag.command('verify').description('Re-check every stored block: hash, encoding, signature'),
   ).action(async (opts: GlobalOpts) => {
+    const routes = await api()
     const r = await (await clientFor(opts)).call(routes.verify)
     output(opts, r, () =>
       [
@@ -112,6 +125,7 @@ export function registerDag(program: Command): void {
   apiOptions(
     dag.command('gc').description("Delete blocks no pin, evidence or the node's chain reaches"),
   ).action(async (opts: GlobalOpts) => {
+    const routes = await api()
     const r = await (await clientFor(opts)).call(routes.gc)
     output(opts, r, `removed ${r.removed} blocks`)
   })
@@ -119,23 +133,27 @@ export function registerDag(program: Command): void {
   const pin = dag.command('pin').description('Pins keep a block and all it links through garbage collection')
   apiOptions(pin.command('add <cid>').description('Pin a stored block')).action(
     async (cid: string, opts: GlobalOpts) => {
+      const routes = await api()
       const r = await (await clientFor(opts)).call(routes.addPin, { params: { cid } })
       output(opts, r, `pinned ${r.cid}`)
     },
   )
   apiOptions(pin.command('rm <cid>').description('Unpin a block')).action(
     async (cid: string, opts: GlobalOpts) => {
+      const routes = await api()
       const r = await (await clientFor(opts)).call(routes.removePin, { params: { cid } })
       output(opts, r, `unpinned ${r.cid}`)
     },
   )
   apiOptions(pin.command('ls').description('List pins')).action(async (opts: GlobalOpts) => {
+    const routes = await api()
     const r = await (await clientFor(opts)).call(routes.listPins)
     output(opts, r, r.pins.join('\n'))
   })
 
   apiOptions(dag.command('chains').description('Chain heads the store knows')).action(
     async (opts: GlobalOpts) => {
+      const routes = await api()
       const r = await (await clientFor(opts)).call(routes.chains)
       output(opts, r, r.chains.map((c) => `${c.chain}  seq ${c.seq}  ${c.cid}`).join('\n'))
     },
@@ -143,6 +161,7 @@ export function registerDag(program: Command): void {
 
   apiOptions(dag.command('stats').description('Counts of blocks, bytes, chains, pins, evidence')).action(
     async (opts: GlobalOpts) => {
+      const routes = await api()
       const r = await (await clientFor(opts)).call(routes.stats)
       output(
         opts,

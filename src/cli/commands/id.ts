@@ -6,7 +6,9 @@ import {
   verifyEd25519,
   verifyWithDomain,
 } from '../../identity/index.js'
-import { defaultOptions, readDid, unlockIdentity } from '../../node/index.js'
+// The data folder and settings only, so `icn id …` starts without loading the node.
+import { readDid, unlockIdentity } from '../../node/datadir.js'
+import { defaultOptions } from '../../node/options.js'
 import {
   CliError,
   EXIT,

@@ -1,5 +1,7 @@
 import type { Command } from 'commander'
-import { defaultOptions, initDataDir, type StoreKind } from '../../node/index.js'
+// Settings and the data folder only: `icn init` must not load the node, the store drivers or the API server.
+import { initDataDir } from '../../node/datadir.js'
+import { checkOptions, defaultOptions, type StoreKind } from '../../node/options.js'
 import { type GlobalOpts, output, passphraseFor } from '../common.js'
 
 export function registerInit(program: Command): void {
@@ -17,6 +19,13 @@ export function registerInit(program: Command): void {
     .option('--json', 'print JSON')
     .action(
       async (opts: GlobalOpts & { store: StoreKind; pgUrl?: string; apiListen: string; dataDir: string }) => {
+        checkOptions({
+          ...defaultOptions,
+          dataDir: opts.dataDir,
+          store: opts.store,
+          pgUrl: opts.pgUrl,
+          apiListen: opts.apiListen,
+        })
         const passphrase = await passphraseFor(opts, true)
         const r = await initDataDir(
           { dataDir: opts.dataDir, store: opts.store, pgUrl: opts.pgUrl, apiListen: opts.apiListen },

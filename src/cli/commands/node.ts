@@ -1,20 +1,11 @@
 import { randomBytes } from 'node:crypto'
+import { rmSync } from 'node:fs'
 import { mkdtemp, rm } from 'node:fs/promises'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import type { Command } from 'commander'
-import { routes } from '../../api/index.js'
-import {
-  defaultOptions,
-  IcnNode,
-  initDataDir,
-  type NodeOptions,
-  readApiKey,
-  readConfig,
-  type StoreKind,
-  unlockIdentity,
-} from '../../node/index.js'
-import { createLogger } from '../../observability/index.js'
+import { initDataDir, readApiKey, readConfig, unlockIdentity } from '../../node/datadir.js'
+import { checkOptions, defaultOptions, type NodeOptions, type StoreKind } from '../../node/options.js'
 import { clientFor, type GlobalOpts, output, passphraseFor } from '../common.js'
 
 interface StartOpts extends GlobalOpts {
@@ -55,6 +46,7 @@ export function registerNode(program: Command): void {
     .option('--data-dir <dir>', 'find the API URL in this data folder')
     .option('--json', 'print JSON')
     .action(async (opts: GlobalOpts) => {
+      const { routes } = await import('../../api/index.js')
       const info = await (await clientFor(opts)).call(routes.getNode)
       output(
         opts,
@@ -67,77 +59,79 @@ export function registerNode(program: Command): void {
 }
 
 async function startNode(opts: StartOpts): Promise<void> {
-  let dataDir = opts.dataDir ?? defaultOptions.dataDir
-  let passphrase: string
-  let cleanup: (() => Promise<void>) | undefined
-  if (opts.dev) {
-    dataDir = opts.dataDir ?? (await mkdtemp(join(tmpdir(), 'icn-dev-')))
-    passphrase = randomBytes(24).toString('base64url')
-    await initDataDir(
-      {
-        dataDir,
-        store: opts.store ?? 'sqlite',
-        pgUrl: opts.pgUrl,
-        apiListen: opts.apiListen ?? defaultOptions.apiListen,
-      },
-      passphrase,
-    )
-    if (!opts.keep && !opts.dataDir) cleanup = () => rm(dataDir, { recursive: true, force: true })
-  } else {
-    passphrase = await passphraseFor(opts)
-  }
-  const cfg = await readConfig(dataDir)
-  const options: NodeOptions = {
+  const { createLogger } = await import('../../observability/index.js')
+  const { IcnNode } = await import('../../node/index.js')
+  const fromFlags = (dataDir: string, cfg?: Awaited<ReturnType<typeof readConfig>>): NodeOptions => ({
     ...defaultOptions,
     dataDir,
     store: opts.store ?? cfg?.store ?? defaultOptions.store,
     pgUrl: opts.pgUrl ?? cfg?.pgUrl,
     apiListen: opts.apiListen ?? cfg?.apiListen ?? defaultOptions.apiListen,
     logLevel: opts.logLevel ?? defaultOptions.logLevel,
+  })
+  let dataDir = opts.dataDir ?? defaultOptions.dataDir
+  let passphrase: string
+  let devDir: string | undefined
+  if (opts.dev) {
+    checkOptions(fromFlags(dataDir)) // before anything is written
+    dataDir = opts.dataDir ?? (await mkdtemp(join(tmpdir(), 'icn-dev-')))
+    if (!opts.keep && !opts.dataDir) devDir = dataDir
+    passphrase = randomBytes(24).toString('base64url')
+  } else {
+    passphrase = await passphraseFor(opts)
   }
-  const signer = await unlockIdentity(dataDir, passphrase)
-  const apiKey = await readApiKey(dataDir)
-  if (!apiKey) throw new Error(`no API key file in ${dataDir}; run icn init again in a new folder`)
-  const logger = createLogger({ level: options.logLevel })
-  const node = await IcnNode.create(options, { signer, apiKey, logger })
-
-  let signals = 0
-  const onSignal = (sig: NodeJS.Signals): void => {
-    signals++
-    if (signals > 1) {
-      logger.warn({ signal: sig }, 'second signal: exiting now')
-      process.exit(130)
-    }
-    logger.info({ signal: sig }, 'signal received: stopping (send it again to force)')
-    void node
-      .stop()
-      .then(() => cleanup?.())
-      .then(() => process.exit(0))
-      .catch((err: unknown) => {
-        logger.error({ err }, 'stop failed')
-        process.exit(1)
-      })
+  const cleanup = async (): Promise<void> => {
+    if (devDir) await rm(devDir, { recursive: true, force: true })
   }
-  process.on('SIGINT', onSignal)
-  process.on('SIGTERM', onSignal)
-
   try {
+    if (opts.dev) {
+      const o = fromFlags(dataDir)
+      await initDataDir({ dataDir, store: o.store, pgUrl: o.pgUrl, apiListen: o.apiListen }, passphrase)
+    }
+    const options = fromFlags(dataDir, await readConfig(dataDir))
+    checkOptions(options)
+    const signer = await unlockIdentity(dataDir, passphrase)
+    const apiKey = await readApiKey(dataDir)
+    if (!apiKey) throw new Error(`no API key file in ${dataDir}; run icn init again in a new folder`)
+    const logger = createLogger({ level: options.logLevel })
+    const node = await IcnNode.create(options, { signer, apiKey, logger })
+
+    let signals = 0
+    const onSignal = (sig: NodeJS.Signals): void => {
+      signals++
+      if (signals > 1) {
+        logger.warn({ signal: sig }, 'second signal: exiting now')
+        if (devDir) rmSync(devDir, { recursive: true, force: true })
+        process.exit(130)
+      }
+      logger.info({ signal: sig }, 'signal received: stopping (send it again to force)')
+      void node
+        .stop()
+        .then(cleanup)
+        .then(() => process.exit(0))
+        .catch((err: unknown) => {
+          logger.error({ err }, 'stop failed')
+          process.exit(1)
+        })
+    }
+    process.on('SIGINT', onSignal)
+    process.on('SIGTERM', onSignal)
+
     await node.start()
+    const info = { did: node.did, api: node.apiUrl, apiKey, dataDir, store: options.store, pid: process.pid }
+    if (opts.json) process.stdout.write(`${JSON.stringify(info)}\n`)
+    else
+      output(
+        opts,
+        info,
+        `ICN node running${opts.dev ? ` (dev: throwaway data folder ${dataDir}${devDir ? ', removed on exit' : ''})` : ''}\n` +
+          `  DID      ${info.did}\n  API      ${info.api}\n  API key  ${apiKey}\n  store    ${options.store}\n` +
+          `Try it:\n  bin/icn dag put --api ${info.api} --api-key ${apiKey} --value '{"hello":"world"}'\n` +
+          `  curl ${info.api}/v1/node\nStop with Ctrl-C.`,
+      )
   } catch (err) {
-    await cleanup?.()
+    await cleanup()
     throw err
   }
-  const info = { did: node.did, api: node.apiUrl, apiKey, dataDir, store: options.store, pid: process.pid }
-  if (opts.json) process.stdout.write(`${JSON.stringify(info)}\n`)
-  else
-    output(
-      opts,
-      info,
-      () =>
-        `ICN node running${opts.dev ? ` (dev: throwaway data folder ${dataDir}${cleanup ? ', removed on exit' : ''})` : ''}\n` +
-        `  DID      ${info.did}\n  API      ${info.api}\n  API key  ${apiKey}\n  store    ${options.store}\n` +
-        `Try it:\n  bin/icn dag put --api ${info.api} --api-key ${apiKey} --value '{"hello":"world"}'\n` +
-        `  curl ${info.api}/v1/node\nStop with Ctrl-C.`,
-    )
   await new Promise<void>(() => {})
 }
