@@ -135,7 +135,7 @@ export function prevalidateBlock(cid: CID, bytes: Uint8Array): PrevalidatedBlock
   const block = checkShape(decoded, true) as SignedBlock
   const signature: SignatureCheck = {
     publicKey: authorKey(block.author),
-    message: domainBytes(blockTag(block.type), signedBytesOf(bytes, block)),
+    message: signedMessageOf(bytes, block),
     signature: block.sig,
   }
   return { validated: { kind: 'signed', cid, bytes, block, links: collectLinks(block) }, signature }
@@ -159,7 +159,7 @@ const SIG_ENTRY_BYTES = SIG_ENTRY.length + 64
  * rest, accepts exactly the canonical encoding of what an honest author signed: any other encoding of the same
  * record changes the bytes the signature covers, so it fails verification.
  */
-function signedBytesOf(bytes: Uint8Array, block: SignedBlock): Uint8Array {
+function signedMessageOf(bytes: Uint8Array, block: SignedBlock): Uint8Array {
   const head = dagCbor.encode({ v: block.v, ts: block.ts, seq: block.seq }) // 0xa3 + the three entries
   const at = head.length
   const canonical =
@@ -168,11 +168,27 @@ function signedBytesOf(bytes: Uint8Array, block: SignedBlock): Uint8Array {
     Buffer.compare(head.subarray(1), bytes.subarray(1, at)) === 0 &&
     Buffer.compare(SIG_ENTRY, bytes.subarray(at, at + SIG_ENTRY.length)) === 0
   if (!canonical) throw new MalformedBlockError('block is not canonical DAG-CBOR')
-  const out = new Uint8Array(bytes.length - SIG_ENTRY_BYTES)
-  out[0] = 0xa8
-  out.set(bytes.subarray(1, at), 1)
-  out.set(bytes.subarray(at + SIG_ENTRY_BYTES), at)
+  // domainBytes(blockTag(type), unsigned encoding), built in one buffer.
+  const tag = tagBytes(block.type)
+  const out = new Uint8Array(tag.length + bytes.length - SIG_ENTRY_BYTES)
+  out.set(tag, 0)
+  out[tag.length] = 0xa8
+  out.set(bytes.subarray(1, at), tag.length + 1)
+  out.set(bytes.subarray(at + SIG_ENTRY_BYTES), tag.length + at)
   return out
+}
+
+/** `UTF-8(blockTag(type)) || 0x00` per record type, built once. */
+const tagCache = new Map<string, Uint8Array>()
+
+function tagBytes(type: string): Uint8Array {
+  let t = tagCache.get(type)
+  if (!t) {
+    t = domainBytes(blockTag(type), new Uint8Array(0))
+    if (tagCache.size >= 1000) tagCache.clear()
+    tagCache.set(type, t)
+  }
+  return t
 }
 
 /** Decode a stored signed block without re-verifying (the store only holds validated blocks). */

@@ -46,7 +46,7 @@ export {
   type StoreHealthStatus,
   type TimerClock,
 } from './health.js'
-export { lookupsFor, planBatch, positionKey } from './plan.js'
+export { chainsOf, headPositions, lookupsFor, planBatch, positionKey } from './plan.js'
 export {
   describePgUrl,
   isConnectionError,

@@ -1,5 +1,5 @@
 import type { ValidatedBlock } from './block.js'
-import type { CID } from './cid.js'
+import { type CID, RAW } from './cid.js'
 import { ChainGapError, PrevMismatchError, UnanchoredChunkError } from './errors.js'
 import type { PutResult } from './store.js'
 
@@ -35,22 +35,52 @@ export interface BatchPlan {
   heads: EntryRow[]
 }
 
-/** Chain positions and raw CIDs a backend must look up before `planBatch` can decide. */
-export function lookupsFor(blocks: ValidatedBlock[]): {
+/**
+ * Chain positions and raw CIDs a backend must look up before `planBatch` can decide.
+ *
+ * With `heads` (the stored head of each chain in the batch; a chain absent from the map has none), positions
+ * above a chain's head are known to be free and the head position itself is known, so only positions at or
+ * below the head are left to look up: a batch that extends its chains needs no look-up at all. The caller
+ * passes the heads into `planBatch`'s `positions` (see `headPositions`).
+ */
+export function lookupsFor(
+  blocks: ValidatedBlock[],
+  heads?: Map<string, { seq: number; cid: CID }>,
+): {
   positions: { chain: string; seq: number }[]
   raw: CID[]
 } {
   const positions: { chain: string; seq: number }[] = []
   const raw: CID[] = []
+  const needed = (chain: string, seq: number): boolean => {
+    if (!heads) return true
+    const head = heads.get(chain)
+    return head !== undefined && seq < head.seq
+  }
   for (const b of blocks) {
     if (b.kind === 'raw') {
       raw.push(b.cid)
       continue
     }
-    positions.push({ chain: b.block.chain, seq: b.block.seq })
-    if (b.block.seq > 0) positions.push({ chain: b.block.chain, seq: b.block.seq - 1 })
+    const { chain, seq } = b.block
+    if (needed(chain, seq)) positions.push({ chain, seq })
+    if (seq > 0 && needed(chain, seq - 1)) positions.push({ chain, seq: seq - 1 })
   }
   return { positions, raw }
+}
+
+/** Distinct chains of a batch's signed blocks. */
+export function chainsOf(blocks: ValidatedBlock[]): string[] {
+  const chains = new Set<string>()
+  for (const b of blocks) if (b.kind === 'signed') chains.add(b.block.chain)
+  return [...chains]
+}
+
+/** The heads as known positions, for `planBatch`. */
+export function headPositions(heads: Map<string, { seq: number; cid: CID }>): Map<string, CID> {
+  const out = new Map<string, CID>()
+  for (const [chain, h] of heads) out.set(positionKey(chain, h.seq), h.cid)
+  return out
 }
 
 /**
@@ -72,7 +102,7 @@ export function planBatch(input: PlanInput): BatchPlan {
     if (existing) {
       if (existing.equals(b.cid)) {
         plan.inserts.push(b) // bytes may have been deleted since; reinsert is a no-op otherwise
-        for (const child of b.links) anchored.add(child.toString())
+        for (const child of b.links) if (child.code === RAW) anchored.add(child.toString())
         results[i] = { cid: b.cid, status: 'duplicate' }
       } else {
         plan.inserts.push(b)
@@ -93,7 +123,8 @@ export function planBatch(input: PlanInput): BatchPlan {
     plan.entries.push(row)
     for (const child of b.links) {
       plan.links.push({ parent: b.cid, child })
-      anchored.add(child.toString())
+      // Only raw chunks need an anchor; skipping the others spares a CID-to-string per block.
+      if (child.code === RAW) anchored.add(child.toString())
     }
     const head = heads.get(chain)
     if (!head || head.seq < seq) heads.set(chain, row)

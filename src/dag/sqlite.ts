@@ -5,7 +5,7 @@ import { AbstractBlockStore, type StoreComponents } from './base.js'
 import type { Block, ValidatedBlock } from './block.js'
 import { type CID, cidFromBytes } from './cid.js'
 import { BlockNotFoundError, checkAborted, StoreClosedError, StoreOpenError } from './errors.js'
-import { type BatchPlan, lookupsFor, planBatch, positionKey } from './plan.js'
+import { type BatchPlan, chainsOf, headPositions, lookupsFor, planBatch, positionKey } from './plan.js'
 import { SQLITE_MIGRATIONS } from './sqlite-schema.js'
 import type { AbortOptions, ChainHead, Evidence, GcOptions, StoreStats } from './store.js'
 
@@ -46,6 +46,9 @@ export class SqliteBlockStore extends AbstractBlockStore {
       db.pragma(`synchronous = ${this.options.synchronous ?? 'NORMAL'}`)
       db.pragma('locking_mode = EXCLUSIVE')
       db.pragma('foreign_keys = ON')
+      // Checkpoint every 16 MiB of WAL rather than 4 MiB: a quarter of the checkpoint fsyncs during bulk ingest.
+      db.pragma('wal_autocheckpoint = 4096')
+      db.pragma('cache_size = -65536')
       migrate(db)
       db.exec('CREATE TEMP TABLE gc_roots (cid BLOB PRIMARY KEY) WITHOUT ROWID')
     } catch (err) {
@@ -77,8 +80,14 @@ export class SqliteBlockStore extends AbstractBlockStore {
     const s = this.s()
     checkAborted(options.signal)
     const run = this.db!.transaction((): BatchPlan => {
-      const { positions, raw } = lookupsFor(blocks)
-      const known = new Map<string, CID>()
+      const heads = new Map<string, { seq: number; cid: CID }>()
+      for (const chain of chainsOf(blocks)) {
+        const row = s.head!.get(chain) as Row | undefined
+        if (row)
+          heads.set(chain, { seq: row.head_seq as number, cid: cidFromBytes(row.head_cid as Uint8Array) })
+      }
+      const { positions, raw } = lookupsFor(blocks, heads)
+      const known = headPositions(heads)
       for (const p of positions) {
         const row = s.entry!.get(p.chain, p.seq) as Row | undefined
         if (row) known.set(positionKey(p.chain, p.seq), cidFromBytes(row.cid as Uint8Array))
