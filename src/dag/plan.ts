@@ -29,7 +29,8 @@ export interface BatchPlan {
   /** Blocks whose bytes to insert (insert-if-absent). */
   inserts: ValidatedBlock[]
   entries: EntryRow[]
-  links: { parent: CID; child: CID }[]
+  /** Every link of each new chain entry; `prev` marks the link to the chain predecessor. */
+  links: { parent: CID; child: CID; prev: boolean }[]
   evidence: { chain: string; seq: number; first: CID; second: CID }[]
   /** Highest new position per chain. */
   heads: EntryRow[]
@@ -121,8 +122,9 @@ export function planBatch(input: PlanInput): BatchPlan {
     positions.set(positionKey(chain, seq), b.cid)
     plan.inserts.push(b)
     plan.entries.push(row)
-    for (const child of b.links) {
-      plan.links.push({ parent: b.cid, child })
+    for (const [k, child] of b.links.entries()) {
+      // collectLinks lists prev first (when there is one), then the body's links.
+      plan.links.push({ parent: b.cid, child, prev: k === 0 && prev !== null })
       // Only raw chunks need an anchor; skipping the others spares a CID-to-string per block.
       if (child.code === RAW) anchored.add(child.toString())
     }

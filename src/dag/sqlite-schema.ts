@@ -10,7 +10,9 @@ export const SQLITE_MIGRATIONS: { version: number; name: string; sql: string }[]
         codec INTEGER NOT NULL,
         size INTEGER NOT NULL,
         data BLOB NOT NULL,
-        stored_at INTEGER NOT NULL
+        stored_at INTEGER NOT NULL,
+        chain TEXT,
+        seq INTEGER
       );
       CREATE TABLE chain_entries (
         chain TEXT NOT NULL,
@@ -24,6 +26,7 @@ export const SQLITE_MIGRATIONS: { version: number; name: string; sql: string }[]
         head_seq INTEGER NOT NULL,
         head_cid BLOB NOT NULL
       ) WITHOUT ROWID;
+      -- Body links only: a block's link to its chain predecessor is (chain, seq - 1) in chain_entries.
       CREATE TABLE links (
         parent BLOB NOT NULL,
         child BLOB NOT NULL,

@@ -2,8 +2,8 @@ import { mkdirSync } from 'node:fs'
 import { dirname } from 'node:path'
 import Database from 'better-sqlite3'
 import { AbstractBlockStore, type StoreComponents } from './base.js'
-import type { Block, ValidatedBlock } from './block.js'
-import { type CID, cidFromBytes } from './cid.js'
+import { type Block, collectLinks, decodeSignedBlock, type ValidatedBlock } from './block.js'
+import { type CID, cidFromBytes, DAG_CBOR } from './cid.js'
 import { BlockNotFoundError, checkAborted, StoreClosedError, StoreOpenError } from './errors.js'
 import { type BatchPlan, chainsOf, headPositions, lookupsFor, planBatch, positionKey } from './plan.js'
 import { SQLITE_MIGRATIONS } from './sqlite-schema.js'
@@ -96,12 +96,23 @@ export class SqliteBlockStore extends AbstractBlockStore {
       for (const cid of raw) if (s.anchored!.get(cid.bytes)) anchored.add(cid.toString())
       const plan = planBatch({ blocks, positions: known, anchored })
       const now = Date.now()
+      const entryOf = new Map(plan.entries.map((e) => [e.cid, e]))
       for (const b of plan.inserts) {
-        const info = s.insertBlock!.run(b.cid.bytes, b.cid.code, b.bytes.length, b.bytes, now)
+        const e = entryOf.get(b.cid)
+        const info = s.insertBlock!.run(
+          b.cid.bytes,
+          b.cid.code,
+          b.bytes.length,
+          b.bytes,
+          now,
+          e?.chain,
+          e?.seq,
+        )
         if (info.changes === 0 && b.kind === 'raw') markDuplicate(plan, blocks, b)
       }
       for (const e of plan.entries) s.insertEntry!.run(e.chain, e.seq, e.cid.bytes)
-      for (const l of plan.links) s.insertLink!.run(l.parent.bytes, l.child.bytes)
+      // The prev link is kept implicitly (blocks.chain/seq → chain_entries), which spares a row per block.
+      for (const l of plan.links) if (!l.prev) s.insertLink!.run(l.parent.bytes, l.child.bytes)
       for (const ev of plan.evidence)
         s.insertEvidence!.run(ev.chain, ev.seq, ev.first.bytes, ev.second.bytes, now)
       for (const h of plan.heads) s.upsertHead!.run(h.chain, h.author, h.seq, h.cid.bytes)
@@ -146,7 +157,9 @@ export class SqliteBlockStore extends AbstractBlockStore {
 
   async links(cid: CID, options: AbortOptions = {}): Promise<CID[]> {
     checkAborted(options.signal)
-    return (this.s().linksFrom!.all(cid.bytes) as Row[]).map((r) => cidFromBytes(r.child as Uint8Array))
+    if (cid.code !== DAG_CBOR) return []
+    const row = this.s().get!.get(cid.bytes) as Row | undefined
+    return row ? collectLinks(decodeSignedBlock(row.data as Uint8Array)) : []
   }
 
   async chainHead(chain: string, options: AbortOptions = {}): Promise<ChainHead | undefined> {
@@ -277,7 +290,9 @@ function prepare(db: Database.Database): Record<string, Stmt> {
   return {
     entry: p('SELECT cid FROM chain_entries WHERE chain = ? AND seq = ?'),
     anchored: p('SELECT 1 FROM links l JOIN blocks b ON b.cid = l.parent WHERE l.child = ? LIMIT 1'),
-    insertBlock: p('INSERT OR IGNORE INTO blocks (cid, codec, size, data, stored_at) VALUES (?, ?, ?, ?, ?)'),
+    insertBlock: p(
+      'INSERT OR IGNORE INTO blocks (cid, codec, size, data, stored_at, chain, seq) VALUES (?, ?, ?, ?, ?, ?, ?)',
+    ),
     insertEntry: p('INSERT INTO chain_entries (chain, seq, cid) VALUES (?, ?, ?)'),
     insertLink: p('INSERT OR IGNORE INTO links (parent, child) VALUES (?, ?)'),
     insertEvidence: p(
@@ -291,7 +306,6 @@ function prepare(db: Database.Database): Record<string, Stmt> {
     deleteBlock: p('DELETE FROM blocks WHERE cid = ?'),
     deleteLinksFrom: p('DELETE FROM links WHERE parent = ?'),
     page: p('SELECT id, cid, data FROM blocks WHERE id > ? ORDER BY id LIMIT ?'),
-    linksFrom: p('SELECT child FROM links WHERE parent = ?'),
     head: p('SELECT chain, author, head_seq, head_cid FROM chains WHERE chain = ?'),
     heads: p('SELECT chain, author, head_seq, head_cid FROM chains ORDER BY chain'),
     evidence: p(
@@ -306,6 +320,8 @@ function prepare(db: Database.Database): Record<string, Stmt> {
         UNION SELECT second_cid FROM evidence
         UNION SELECT cid FROM gc_roots
         UNION SELECT l.child FROM links l JOIN live ON l.parent = live.cid
+        UNION SELECT e.cid FROM blocks b JOIN live ON b.cid = live.cid
+          JOIN chain_entries e ON e.chain = b.chain AND e.seq = b.seq - 1
       )
       DELETE FROM blocks WHERE cid NOT IN (SELECT cid FROM live)`),
     stats: p(`SELECT (SELECT count(*) FROM blocks) AS blocks, (SELECT sum(size) FROM blocks) AS bytes,
