@@ -13,7 +13,7 @@ export interface StoreHealthOptions {
   pingTimeoutMs?: number
 }
 
-/** Timers, injected so tests (and a simulated federation) can drive the monitor without real time. */
+/** Timers, injected so tests (and later a deterministic whole-federation run) can drive the monitor without real time. */
 export interface TimerClock {
   setTimeout(callback: () => void, ms: number): unknown
   clearTimeout(handle: unknown): void

@@ -47,12 +47,8 @@ export {
   type TimerClock,
 } from './health.js'
 export { chainsOf, headPositions, lookupsFor, planBatch, positionKey } from './plan.js'
-export {
-  describePgUrl,
-  isConnectionError,
-  PostgresBlockStore,
-  type PostgresStoreOptions,
-} from './postgres.js'
+export { PostgresBlockStore, type PostgresStoreOptions } from './postgres.js'
+export { describePgUrl, isConnectionError } from './postgres-sql.js'
 export { SqliteBlockStore, type SqliteStoreOptions } from './sqlite.js'
 export type * from './store.js'
 export {
