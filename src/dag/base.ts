@@ -91,10 +91,8 @@ export abstract class AbstractBlockStore implements BlockStore {
   putMany(blocks: Block[], options: PutOptions = {}): Promise<PutResult[]> {
     const prior = this.commitTail
     const run = this.validateThenCommit(blocks, options, prior)
-    this.commitTail = run.then(
-      () => undefined,
-      () => undefined,
-    )
+    // The next batch waits for this one and for every earlier one, even if this one fails early.
+    this.commitTail = Promise.allSettled([prior, run]).then(() => undefined)
     return run
   }
 
@@ -129,7 +127,7 @@ export abstract class AbstractBlockStore implements BlockStore {
       const bad = ok.indexOf(false)
       if (bad >= 0) throw signatureError(checked[bad]!)
     } catch (err) {
-      this.rejected(err, source)
+      if (isInputError(err)) this.rejected(err, source)
       throw err
     }
     await prior

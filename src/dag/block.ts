@@ -151,15 +151,16 @@ const SIG_ENTRY = Uint8Array.of(0x63, 0x73, 0x69, 0x67, 0x58, 0x40)
 const SIG_ENTRY_BYTES = SIG_ENTRY.length + 64
 
 /**
- * The bytes the author signed, cut out of the block's own bytes instead of re-encoding the record.
- * Canonical DAG-CBOR orders map keys by length, then bytewise: v, ts, seq, sig, body, prev, type, chain, author.
- * So a canonical block is: map header (9 entries), the v/ts/seq entries, the sig entry, the other five entries;
- * and the signed encoding is the same without the sig entry and with an 8-entry header. Checking that the
- * header, the v/ts/seq entries and the sig entry sit exactly there, and then verifying the signature over the
- * rest, accepts exactly the canonical encoding of what an honest author signed: any other encoding of the same
- * record changes the bytes the signature covers, so it fails verification.
+ * The bytes the author signed (domain tag included), cut out of the block's own bytes instead of encoding the
+ * record a second time. The block must first be canonical: its bytes are exactly the DAG-CBOR encoding of what
+ * they decode to (so one record has one CID, whoever encoded it). Canonical DAG-CBOR orders map keys by length,
+ * then bytewise: v, ts, seq, sig, body, prev, type, chain, author; so the bytes are the map header (9 entries),
+ * the v/ts/seq entries, the sig entry, then the other five entries, and the signed encoding is the same without
+ * the sig entry and with an 8-entry header.
  */
 function signedMessageOf(bytes: Uint8Array, block: SignedBlock): Uint8Array {
+  if (Buffer.compare(dagCbor.encode(block), bytes) !== 0)
+    throw new MalformedBlockError('block is not canonical DAG-CBOR')
   const head = dagCbor.encode({ v: block.v, ts: block.ts, seq: block.seq }) // 0xa3 + the three entries
   const at = head.length
   const canonical =

@@ -3,7 +3,7 @@ import type { Logger } from '../observability/index.js'
 import { type Block, chainId, createSignedBlock } from './block.js'
 import type { CID } from './cid.js'
 import { ChainConflictError, checkAborted } from './errors.js'
-import type { AbortOptions, BlockSource, BlockStore } from './store.js'
+import type { AbortOptions, BlockSource, BlockStore, PutResult } from './store.js'
 import { encodeValue, VALUE_RECORD_TYPE } from './value.js'
 
 export interface ChainWriterOptions {
@@ -90,7 +90,15 @@ export class ChainWriter {
       ts: this.components.clock?.now() ?? Date.now(),
       body,
     })
-    const [result] = await this.components.store.putMany([block, ...extra], options)
+    let result: PutResult | undefined
+    try {
+      ;[result] = await this.components.store.putMany([block, ...extra], options)
+    } catch (err) {
+      // The write may have happened even so (a commit whose reply was lost): read the head again before the
+      // next append rather than sign a second block for this position.
+      this.loaded = false
+      throw err
+    }
     if (result?.status === 'equivocation') {
       // Another writer holds this key and wrote this position: reload and refuse rather than fork further.
       this.loaded = false

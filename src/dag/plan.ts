@@ -102,8 +102,12 @@ export function planBatch(input: PlanInput): BatchPlan {
     const existing = positions.get(positionKey(chain, seq))
     if (existing) {
       if (existing.equals(b.cid)) {
-        plan.inserts.push(b) // bytes may have been deleted since; reinsert is a no-op otherwise
-        for (const child of b.links) if (child.code === RAW) anchored.add(child.toString())
+        // Its bytes and links may have been deleted (gc, delete) since: write them again; a no-op otherwise.
+        plan.inserts.push(b)
+        for (const [k, child] of b.links.entries()) {
+          plan.links.push({ parent: b.cid, child, prev: k === 0 && prev !== null })
+          if (child.code === RAW) anchored.add(child.toString())
+        }
         results[i] = { cid: b.cid, status: 'duplicate' }
       } else {
         plan.inserts.push(b)

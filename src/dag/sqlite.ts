@@ -96,9 +96,10 @@ export class SqliteBlockStore extends AbstractBlockStore {
       for (const cid of raw) if (s.anchored!.get(cid.bytes)) anchored.add(cid.toString())
       const plan = planBatch({ blocks, positions: known, anchored })
       const now = Date.now()
-      const entryOf = new Map(plan.entries.map((e) => [e.cid, e]))
+      // Chain entries (new, or duplicates stored again) record their position; evidence and chunks do not.
+      const evidence = new Set(plan.evidence.map((e) => e.second))
       for (const b of plan.inserts) {
-        const e = entryOf.get(b.cid)
+        const e = b.kind === 'signed' && !evidence.has(b.cid) ? b.block : undefined
         const info = s.insertBlock!.run(
           b.cid.bytes,
           b.cid.code,

@@ -48,6 +48,12 @@ export async function decodeValue(
   const chunked = (body as { chunked?: { size?: unknown; parts?: unknown } }).chunked
   if (!chunked || typeof chunked.size !== 'number' || !Array.isArray(chunked.parts))
     throw new IncompleteValueError(recordCid.toString(), 'not a value record')
+  // Any author can write any numbers here: bound them before allocating.
+  const maxParts = Math.ceil(MAX_VALUE_BYTES / CHUNK_BYTES)
+  if (!Number.isSafeInteger(chunked.size) || chunked.size < 0 || chunked.size > MAX_VALUE_BYTES)
+    throw new IncompleteValueError(recordCid.toString(), `size ${String(chunked.size)} is out of range`)
+  if (chunked.parts.length > maxParts)
+    throw new IncompleteValueError(recordCid.toString(), `${chunked.parts.length} chunks, over ${maxParts}`)
   const out = new Uint8Array(chunked.size)
   let off = 0
   for (const part of chunked.parts) {

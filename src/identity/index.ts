@@ -55,6 +55,7 @@ export {
   InlineVerifier,
   type SignatureCheck,
   type SignatureVerifier,
+  VerifierUnavailableError,
   WorkerVerifier,
   type WorkerVerifierOptions,
 } from './verifier.js'

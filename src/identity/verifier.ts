@@ -1,6 +1,15 @@
 import { availableParallelism } from 'node:os'
 import { Worker } from 'node:worker_threads'
+import { IcnError } from './errors.js'
 import { verifyEd25519 } from './keys.js'
+
+/** A signature worker died or the verifier was closed with checks pending; nothing was decided. Retry. */
+export class VerifierUnavailableError extends IcnError {
+  override readonly name = 'VerifierUnavailableError'
+  constructor(message: string) {
+    super('VERIFIER_UNAVAILABLE', message)
+  }
+}
 
 /** One Ed25519 check: the exact signed bytes (domain tag included), the signature and the raw public key. */
 export interface SignatureCheck {
@@ -22,7 +31,8 @@ export interface SignatureVerifier {
 /** Verifies on the calling thread. */
 export class InlineVerifier implements SignatureVerifier {
   async verifyMany(checks: SignatureCheck[]): Promise<boolean[]> {
-    return checks.map((c) => verifyEd25519(c.publicKey, c.message, c.signature))
+    // A key of the wrong length can sign nothing: false, as on the workers, not an exception.
+    return checks.map((c) => c.publicKey.length === 32 && verifyEd25519(c.publicKey, c.message, c.signature))
   }
 
   async close(): Promise<void> {}
@@ -157,8 +167,8 @@ export class WorkerVerifier implements SignatureVerifier {
       for (const job of slot.jobs.values()) job.reject(err)
       slot.jobs.clear()
     }
-    worker.on('error', fail)
-    worker.on('exit', (code) => fail(new Error(`signature worker exited with code ${code}`)))
+    worker.on('error', (err) => fail(new VerifierUnavailableError(`signature worker failed: ${err.message}`)))
+    worker.on('exit', (code) => fail(new VerifierUnavailableError(`signature worker exited (code ${code})`)))
     this.slots[index] = slot
     return slot
   }

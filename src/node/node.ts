@@ -4,6 +4,7 @@ import {
   type BlockStore,
   ChainWriter,
   type CID,
+  checkAborted,
   PostgresBlockStore,
   SqliteBlockStore,
   StoreHealthMonitor,
@@ -135,6 +136,7 @@ export class IcnNode {
         gcRoots: () => this.gcRoots(),
         onStoreError: (err) => this.health.reportFailure(err),
       })
+      checkAborted(this.signal) // stop() came while the server was being built
       const { host, port } = parseListen(this.options.apiListen)
       await this.api.listen({ host, port }).catch((err: NodeJS.ErrnoException) => {
         const why =
@@ -143,6 +145,7 @@ export class IcnNode {
           `API address ${this.options.apiListen} ${why}; choose another with --api-listen HOST:PORT`,
         )
       })
+      checkAborted(this.signal)
       const addr = this.api.server.address()
       const bound = typeof addr === 'object' && addr ? addr.port : port
       this.apiAddress = `http://${host.includes(':') ? `[${host}]` : host}:${bound}`

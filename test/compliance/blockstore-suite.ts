@@ -454,6 +454,33 @@ export function blockStoreTests(name: string, factory: BlockStoreFactory): void 
         expect(await store.pins()).toEqual([])
       })
 
+      it('a chain stored again after gc keeps all it links through the next gc', async () => {
+        const { body, chunks } = encodeValue(new Uint8Array(randomBytes(1024 * 1024 + 100)))
+        const [a0] = chainOf(alice, chainA, 1)
+        const a1 = createSignedBlock(alice, {
+          type: VALUE_RECORD_TYPE,
+          chain: chainA,
+          seq: 1,
+          prev: a0!.cid,
+          ts: 1,
+          body,
+        })
+        const [a2] = chainOf(alice, chainA, 1, 2, a1.cid)
+        const all = [a0!, a1, a2!, ...chunks]
+        await store.putMany(all)
+        expect((await store.gc()).removed).toBe(all.length) // nothing pinned: everything goes
+        const again = await store.putMany(all)
+        expect(again.slice(0, 3).map((r) => r.status)).toEqual(['duplicate', 'duplicate', 'duplicate'])
+        await store.pin(a2!.cid)
+        expect((await store.gc()).removed).toBe(0)
+        for (const b of all) expect(await store.has(b.cid)).toBe(true)
+        expect((await store.links(a2!.cid)).map(String)).toEqual([a1.cid.toString()])
+        const value = await decodeValue(a1.cid, decodeSignedBlock(await store.get(a1.cid)).body, (c) =>
+          store.get(c),
+        )
+        expect(value).toBeInstanceOf(Uint8Array)
+      })
+
       it('removes unreachable blocks and keeps pins, roots, evidence and all they link', async () => {
         // A: pinned head, linking its chain and a chunked value
         const { body, chunks } = encodeValue(new Uint8Array(randomBytes(1024 * 1024 + 100)))

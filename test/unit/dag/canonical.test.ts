@@ -42,6 +42,30 @@ describe('one record, one encoding, one CID', () => {
     expect(codeOf(() => validateBlock(cidFor(DAG_CBOR, swapped), swapped))).toBe('MALFORMED_BLOCK')
   })
 
+  it("refuses its author's own non-canonical encoding (map keys out of order), though validly signed", () => {
+    const b = createSignedBlock(signer, {
+      type: 'icn.value/v1',
+      chain: chainId(signer.did, 'node'),
+      seq: 1,
+      prev: good.cid,
+      ts: 1_700_000_000_001,
+      body: { inline: { a: 1, b: 2 } },
+    })
+    // Swap the body's entries ("a": 1, "b": 2) and sign exactly the resulting bytes, as a dishonest author could.
+    const canonicalPair = Uint8Array.of(0xa2, 0x61, 0x61, 0x01, 0x61, 0x62, 0x02)
+    const swappedPair = Uint8Array.of(0xa2, 0x61, 0x62, 0x02, 0x61, 0x61, 0x01)
+    const at = Buffer.from(b.bytes).indexOf(Buffer.from(canonicalPair))
+    expect(at).toBeGreaterThan(0)
+    const bytes = new Uint8Array(b.bytes)
+    bytes.set(swappedPair, at)
+    const head = dagCbor.encode({ v: 1, ts: b.block.ts, seq: 1 }).length
+    const unsigned = new Uint8Array([0xa8, ...bytes.subarray(1, head), ...bytes.subarray(head + 70)])
+    const sig = signer.signWithDomain('icn:block:v1:icn.value/v1', unsigned)
+    bytes.set(sig, head + 6)
+    expect(dagCbor.decode(bytes)).toMatchObject({ body: { inline: { a: 1, b: 2 } }, sig })
+    expect(codeOf(() => validateBlock(cidFor(DAG_CBOR, bytes), bytes))).toBe('MALFORMED_BLOCK')
+  })
+
   it('refuses a non-minimal integer encoding', () => {
     // seq 0 is encoded as 0x00; re-encode it as 0x18 0x00 (one-byte uint), which strict DAG-CBOR forbids.
     const b = good.bytes

@@ -120,7 +120,7 @@ describe('planBatch', () => {
     })
   })
 
-  it('marks a block already at its position a duplicate, and still inserts it (bytes may have been deleted)', () => {
+  it('marks a block already at its position a duplicate, and still inserts it and its links (both may have been deleted)', () => {
     const [b0, b1] = chainOf(2)
     const plan = planBatch({
       blocks: v(b1!),
@@ -133,7 +133,9 @@ describe('planBatch', () => {
     expect(plan.results[0]).toMatchObject({ status: 'duplicate' })
     expect(plan.inserts).toHaveLength(1)
     expect(plan.entries).toEqual([])
-    expect(plan.links).toEqual([])
+    expect(plan.links.map((l) => [String(l.parent), String(l.child), l.prev])).toEqual([
+      [String(b1!.cid), String(b0!.cid), true],
+    ])
     expect(plan.heads).toEqual([])
   })
 

@@ -1,0 +1,65 @@
+import { mkdtemp, rm } from 'node:fs/promises'
+import { tmpdir } from 'node:os'
+import { join } from 'node:path'
+import { afterEach, beforeEach, expect, it } from 'vitest'
+import { chainId, createSignedBlock, SqliteBlockStore } from '../../../src/dag/index.js'
+import {
+  InlineVerifier,
+  type SignatureCheck,
+  type SignatureVerifier,
+  Signer,
+} from '../../../src/identity/index.js'
+
+/** Test fixture: the inline verifier, answering only after `ms` — as a busy worker pool might. */
+class SlowVerifierFixture implements SignatureVerifier {
+  private readonly inline = new InlineVerifier()
+  constructor(private readonly ms: number) {}
+  async verifyMany(checks: SignatureCheck[]): Promise<boolean[]> {
+    await new Promise((r) => setTimeout(r, this.ms))
+    return this.inline.verifyMany(checks)
+  }
+  async close(): Promise<void> {}
+}
+
+let dir: string
+let store: SqliteBlockStore
+
+beforeEach(async () => {
+  dir = await mkdtemp(join(tmpdir(), 'icn-fifo-'))
+  store = new SqliteBlockStore({ path: join(dir, 'db') }, { verifier: new SlowVerifierFixture(30) })
+  await store.open()
+})
+
+afterEach(async () => {
+  await store.close()
+  await rm(dir, { recursive: true, force: true })
+})
+
+it('commits batches in call order, also when a batch in between fails before its commit', async () => {
+  const s = Signer.generate()
+  const chain = chainId(s.did, 'c')
+  const b0 = createSignedBlock(s, {
+    type: 'icn.value/v1',
+    chain,
+    seq: 0,
+    prev: null,
+    ts: 1,
+    body: { inline: 0 },
+  })
+  const b1 = createSignedBlock(s, {
+    type: 'icn.value/v1',
+    chain,
+    seq: 1,
+    prev: b0.cid,
+    ts: 2,
+    body: { inline: 1 },
+  })
+  const bad = { cid: b1.cid, bytes: b0.bytes } // CID_MISMATCH, found before any signature check
+  const first = store.putMany([b0])
+  const middle = store.putMany([bad])
+  const last = store.putMany([b1])
+  await expect(middle).rejects.toMatchObject({ code: 'CID_MISMATCH' })
+  expect((await first)[0]!.status).toBe('stored')
+  expect((await last)[0]!.status).toBe('stored')
+  expect((await store.chainHead(chain))?.seq).toBe(1)
+})
