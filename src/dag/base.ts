@@ -22,6 +22,22 @@ export interface StoreComponents {
   verifier?: SignatureVerifier
 }
 
+/** The store counts, in SQL both backends run as is. */
+export const STATS_SQL = `SELECT (SELECT count(*) FROM blocks) AS blocks, (SELECT sum(size) FROM blocks) AS bytes,
+  (SELECT count(*) FROM chains) AS chains, (SELECT count(*) FROM pins) AS pins,
+  (SELECT count(*) FROM evidence) AS evidence`
+
+/** StoreStats from a STATS_SQL row (drivers return counts as numbers, bigints or strings). */
+export function statsFromRow(r: Record<string, unknown>): StoreStats {
+  return {
+    blocks: Number(r.blocks),
+    bytes: Number(r.bytes ?? 0),
+    chains: Number(r.chains),
+    pins: Number(r.pins),
+    evidence: Number(r.evidence),
+  }
+}
+
 /** Signature checks sent to the verifier at a time. */
 const VERIFY_CHUNK = 64
 

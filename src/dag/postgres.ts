@@ -1,5 +1,5 @@
 import pg from 'pg'
-import { AbstractBlockStore, type StoreComponents } from './base.js'
+import { AbstractBlockStore, STATS_SQL, type StoreComponents, statsFromRow } from './base.js'
 import type { Block, ValidatedBlock } from './block.js'
 import { type CID, cidFromBytes } from './cid.js'
 import {
@@ -335,20 +335,8 @@ export class PostgresBlockStore extends AbstractBlockStore {
 
   async stats(options: AbortOptions = {}): Promise<StoreStats> {
     checkAborted(options.signal)
-    const rows = await this.query(
-      'stats',
-      `SELECT (SELECT count(*) FROM blocks) AS blocks, (SELECT sum(size) FROM blocks) AS bytes,
-         (SELECT count(*) FROM chains) AS chains, (SELECT count(*) FROM pins) AS pins,
-         (SELECT count(*) FROM evidence) AS evidence`,
-    )
-    const r = rows[0]!
-    return {
-      blocks: Number(r.blocks),
-      bytes: Number(r.bytes ?? 0),
-      chains: Number(r.chains),
-      pins: Number(r.pins),
-      evidence: Number(r.evidence),
-    }
+    const rows = await this.query('stats', STATS_SQL)
+    return statsFromRow(rows[0]!)
   }
 
   async ping(options: AbortOptions = {}): Promise<void> {

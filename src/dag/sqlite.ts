@@ -1,7 +1,7 @@
 import { mkdirSync } from 'node:fs'
 import { dirname } from 'node:path'
 import Database from 'better-sqlite3'
-import { AbstractBlockStore, type StoreComponents } from './base.js'
+import { AbstractBlockStore, STATS_SQL, type StoreComponents, statsFromRow } from './base.js'
 import { type Block, collectLinks, decodeSignedBlock, type ValidatedBlock } from './block.js'
 import { type CID, cidFromBytes, DAG_CBOR } from './cid.js'
 import { BlockNotFoundError, checkAborted, StoreClosedError, StoreOpenError } from './errors.js'
@@ -230,14 +230,7 @@ export class SqliteBlockStore extends AbstractBlockStore {
 
   async stats(options: AbortOptions = {}): Promise<StoreStats> {
     checkAborted(options.signal)
-    const r = this.s().stats!.get() as Row
-    return {
-      blocks: Number(r.blocks),
-      bytes: Number(r.bytes ?? 0),
-      chains: Number(r.chains),
-      pins: Number(r.pins),
-      evidence: Number(r.evidence),
-    }
+    return statsFromRow(this.s().stats!.get() as Row)
   }
 
   async ping(options: AbortOptions = {}): Promise<void> {
@@ -325,9 +318,7 @@ function prepare(db: Database.Database): Record<string, Stmt> {
           JOIN chain_entries e ON e.chain = b.chain AND e.seq = b.seq - 1
       )
       DELETE FROM blocks WHERE cid NOT IN (SELECT cid FROM live)`),
-    stats: p(`SELECT (SELECT count(*) FROM blocks) AS blocks, (SELECT sum(size) FROM blocks) AS bytes,
-      (SELECT count(*) FROM chains) AS chains, (SELECT count(*) FROM pins) AS pins,
-      (SELECT count(*) FROM evidence) AS evidence`),
+    stats: p(STATS_SQL),
     ping: p('SELECT 1'),
     addRoot: p('INSERT OR IGNORE INTO gc_roots (cid) VALUES (?)'),
     gcLinks: p('DELETE FROM links WHERE parent NOT IN (SELECT cid FROM blocks)'),
