@@ -71,6 +71,9 @@ export async function createApiServer(
     bodyLimit: opts.bodyLimit ?? 1024 * 1024,
     ajv: { customOptions: { removeAdditional: false, coerceTypes: false, allErrors: false } },
     return503OnClosing: true,
+    // A client that trickles a request (or never finishes one) is cut off instead of holding a socket forever;
+    // five minutes leaves room for a large CAR upload on a slow link.
+    requestTimeout: 5 * 60_000,
   })
 
   app.addHook('onRequest', (req, _reply, done) => {
