@@ -1,0 +1,182 @@
+import { resolve } from 'node:path'
+import type { Command } from 'commander'
+import type { Federation } from '../../federation/index.js'
+import { defaultOptions } from '../../node/options.js'
+import { CliError, EXIT, type GlobalOpts, output, passphraseFor } from '../common.js'
+
+// The federation module (CAR codec, block checks) is loaded inside the actions, so `icn --help` stays quick.
+async function federation(): Promise<typeof import('../../federation/index.js')> {
+  return import('../../federation/index.js')
+}
+
+/** Collects a repeatable option's values. */
+const collect = (value: string, previous: string[] | undefined): string[] => [...(previous ?? []), value]
+
+/** What `create` and `show` print with --json: the federation without the genesis bytes. */
+interface FederationSummary {
+  id: string
+  name: string
+  founder: string
+  members: string[]
+  nodes: string[]
+  parameters: Record<string, number>
+  file: string
+}
+
+function summary(f: Federation, file: string): FederationSummary {
+  return {
+    id: f.id,
+    name: f.name,
+    founder: f.founder,
+    members: f.members,
+    nodes: f.nodes,
+    parameters: { ...f.parameters },
+    file,
+  }
+}
+
+function describeFederation(s: FederationSummary, verb: string): string {
+  const width = Math.max(...Object.keys(s.parameters).map((k) => k.length))
+  return [
+    `federation ${s.id}`,
+    `  name        ${s.name}`,
+    `  founder     ${s.founder}`,
+    `  members     ${s.members.length}`,
+    ...s.members.map((m) => `    ${m}`),
+    `  nodes       ${s.nodes.length}`,
+    ...s.nodes.map((n) => `    ${n}`),
+    '  parameters',
+    ...Object.entries(s.parameters).map(([k, v]) => `    ${k.padEnd(width)}  ${v}`),
+    `${verb} ${s.file}`,
+  ].join('\n')
+}
+
+/** Genesis file errors a user fixes by changing the command line: exit 2, keeping the error's code. */
+function asUsage(err: unknown): never {
+  const e = err as { code?: string; message?: string }
+  if (e.code === 'GENESIS_EXISTS' || e.code === 'GENESIS_NOT_FOUND')
+    throw new CliError(e.message ?? String(err), EXIT.usage, e.code)
+  throw err
+}
+
+export function registerFederation(program: Command): void {
+  const fed = program
+    .command('federation')
+    .description('Federations: create a signed genesis, show one, list the network parameters')
+
+  fed
+    .command('create')
+    .description(
+      "Sign a federation genesis with the data folder's identity (the founder, always one of the nodes) and write it as a CAR file",
+    )
+    .requiredOption('--name <name>', 'federation name: 1-64 of A-Z a-z 0-9 space . _ -')
+    .requiredOption('--out <file>', 'genesis CAR file to write')
+    .option('--member <did>', 'a founding member (repeat for more; default: the founder)', collect)
+    .option('--node <did>', 'a node allowed to join, besides the founder (repeat for more)', collect)
+    .option(
+      '--param <key=value>',
+      'set a parameter (repeat for more; see `icn federation params`)',
+      collect,
+      [],
+    )
+    .option('--force', 'replace --out if it exists')
+    .option('--data-dir <dir>', 'data folder of the founder', defaultOptions.dataDir)
+    .option('--passphrase-file <file>', 'keystore passphrase file (else ICN_PASSPHRASE or a prompt)')
+    .option('--json', 'print JSON')
+    .action(
+      async (
+        opts: GlobalOpts & {
+          name: string
+          out: string
+          member?: string[]
+          node?: string[]
+          param?: string[]
+          force?: boolean
+          dataDir: string
+        },
+      ) => {
+        const { checkGenesisInput, createGenesis, parseParameterAssignments, writeGenesisFile } =
+          await federation()
+        const { readDid, unlockIdentity } = await import('../../node/datadir.js')
+        const file = resolve(opts.out)
+        // Everything is checked before the passphrase is asked for: bad input never unlocks the key.
+        const parameters = parseParameterAssignments(opts.param ?? [])
+        const founder = await readDid(opts.dataDir)
+        const nodes = opts.node ?? []
+        const input = {
+          name: opts.name,
+          members: opts.member ?? [founder],
+          nodes: nodes.includes(founder) ? nodes : [founder, ...nodes],
+          parameters,
+        }
+        checkGenesisInput(input)
+        if (!opts.force && (await fileExists(file)))
+          throw new CliError(
+            `${file} already exists (use --force to replace it)`,
+            EXIT.usage,
+            'GENESIS_EXISTS',
+          )
+
+        const signer = await unlockIdentity(opts.dataDir, await passphraseFor(opts))
+        if (signer.did !== founder)
+          throw new CliError(`the keystore in ${opts.dataDir} changed while reading it`)
+        const f = createGenesis(signer, input)
+        await writeGenesisFile(file, f, { force: opts.force }).catch(asUsage)
+        const s = summary(f, file)
+        output(opts, s, () => describeFederation(s, 'wrote'))
+      },
+    )
+
+  fed
+    .command('show <file>')
+    .description('Read a genesis CAR file, check it fully (signature included) and print the federation')
+    .option('--json', 'print JSON')
+    .action(async (path: string, opts: GlobalOpts) => {
+      const { readGenesisFile } = await federation()
+      const file = resolve(path)
+      const f = await readGenesisFile(file).catch(asUsage)
+      const s = summary(f, file)
+      output(opts, s, () => describeFederation(s, 'read'))
+    })
+
+  fed
+    .command('params')
+    .description('The federation parameters: default, bounds and meaning')
+    .option('--json', 'print JSON')
+    .action(async (opts: GlobalOpts) => {
+      const { describeParameters } = await federation()
+      const rows = describeParameters()
+      output(opts, rows, () => {
+        const table = [
+          ['name', 'default', 'minimum', 'maximum', 'description'],
+          ...rows.map((r) => [
+            r.name,
+            String(r.default),
+            String(r.minimum),
+            String(r.maximum),
+            r.description,
+          ]),
+        ]
+        const widths = [0, 1, 2, 3].map((i) => Math.max(...table.map((row) => row[i]!.length)))
+        return table
+          .map((row) =>
+            row
+              .map((cell, i) =>
+                i < 4 ? (i === 0 ? cell.padEnd(widths[i]!) : cell.padStart(widths[i]!)) : cell,
+              )
+              .join('  '),
+          )
+          .join('\n')
+      })
+    })
+}
+
+async function fileExists(path: string): Promise<boolean> {
+  const { stat } = await import('node:fs/promises')
+  try {
+    await stat(path)
+    return true
+  } catch {
+    return false
+  }
+}

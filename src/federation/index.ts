@@ -1,0 +1,34 @@
+/**
+ * Federation: the signed genesis block that founds a federation (its name, founding members, the nodes allowed
+ * to join and the network parameters), its checks, and the one-block CAR file it travels in. The federation id
+ * is the genesis CID.
+ */
+export {
+  GenesisExistsError,
+  GenesisNotFoundError,
+  InvalidGenesisError,
+  InvalidParameterError,
+} from './errors.js'
+export {
+  checkGenesisInput,
+  createGenesis,
+  FEDERATION_NAME,
+  type Federation,
+  GENESIS_CHAIN,
+  GENESIS_TYPE,
+  type GenesisBody,
+  type GenesisInput,
+  MAX_GENESIS_NODES,
+  parseGenesis,
+  readGenesisFile,
+  writeGenesisFile,
+} from './genesis.js'
+export {
+  checkParameters,
+  defaultParameters,
+  describeParameters,
+  type FederationParameters,
+  FederationParametersSchema,
+  type ParameterDescription,
+  parseParameterAssignments,
+} from './params.js'
