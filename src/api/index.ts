@@ -16,4 +16,11 @@ export {
   type Routes,
   routes,
 } from './routes.js'
-export { type ApiComponents, type ApiServerOptions, createApiServer, NotAValueError } from './server.js'
+export {
+  type ApiComponents,
+  type ApiFederation,
+  type ApiServerOptions,
+  createApiServer,
+  NoFederationError,
+  NotAValueError,
+} from './server.js'

@@ -24,7 +24,14 @@ import {
   verifyStore,
 } from '../dag/index.js'
 import { IcnError } from '../identity/index.js'
-import { type Logger, type Metrics, type Readiness, withLogContext } from '../observability/index.js'
+import {
+  type EventBus,
+  type Logger,
+  type Metrics,
+  type NodeEvent,
+  type Readiness,
+  withLogContext,
+} from '../observability/index.js'
 import { VERSION } from '../version.js'
 import { BadRequestError, toHttpError, UnauthorizedError } from './errors.js'
 import { type BodyOf, ErrorBody, type ParamsOf, type QueryOf, type RouteDef, routes } from './routes.js'
@@ -44,7 +51,52 @@ export interface ApiComponents {
   gcRoots(): Promise<CID[]>
   /** Told about store failures so readiness turns false at once. */
   onStoreError?(err: unknown): void
+  /** What the node sees, streamed by /v1/events. */
+  events: EventBus
+  /** The federation and network, when the node joined one (started with a genesis). */
+  federation?: ApiFederation
 }
+
+/** The federation side of the node, as the API shows it. */
+export interface ApiFederation {
+  id: string
+  name: string
+  founder: string
+  members: string[]
+  nodes: string[]
+  parameters: Record<string, number>
+  peerId: string
+  listenAddrs(): string[]
+  peers(): Promise<
+    {
+      peerId: string
+      did: string
+      connected: boolean
+      connectedSince?: number
+      lastSeen?: number
+      rttMs?: number
+      blocksReceived: number
+      blocksSent: number
+      score: number
+      addrs: string[]
+      dialFailures: number
+      nextDialAt?: number
+    }[]
+  >
+}
+
+/** The node has no federation: routes about one answer 404 NO_FEDERATION. */
+export class NoFederationError extends IcnError {
+  override readonly name = 'NoFederationError'
+  constructor() {
+    super('NO_FEDERATION', 'this node runs alone: start it with --genesis FILE to join a federation')
+  }
+}
+
+/** Send a comment line this often on an idle event stream, so proxies and clients know it is alive. */
+const SSE_KEEPALIVE_MS = 15_000
+/** Bytes a slow event-stream client may leave unread before it is disconnected. */
+const SSE_MAX_BUFFERED = 4 * 1024 * 1024
 
 export interface ApiServerOptions {
   /** Default body limit for JSON routes, bytes. */
@@ -155,7 +207,12 @@ export async function createApiServer(
     if (!m || !timingSafeEqual(given, expectedKey)) throw new UnauthorizedError()
   }
 
-  const handlers = buildHandlers(c, app)
+  // Open event streams, ended before the server closes so a graceful stop does not wait on them.
+  const streams = new Set<() => void>()
+  app.addHook('preClose', async () => {
+    for (const end of [...streams]) end()
+  })
+  const handlers = buildHandlers(c, app, streams)
   for (const def of Object.values(routes) as RouteDef[]) {
     const handler = handlers[def.id]
     if (!handler) throw new Error(`route ${def.id} has no handler`)
@@ -211,7 +268,11 @@ function cidParam(req: FastifyRequest): CID {
   return parseCid((req.params as ParamsOf<typeof routes.getBlock>).cid)
 }
 
-function buildHandlers(c: ApiComponents, app: FastifyInstance): Record<string, Handler> {
+function buildHandlers(
+  c: ApiComponents,
+  app: FastifyInstance,
+  streams: Set<() => void>,
+): Record<string, Handler> {
   return {
     health: async () => ({ status: 'ok' }),
     ready: async (_req, reply) => {
@@ -233,8 +294,34 @@ function buildHandlers(c: ApiComponents, app: FastifyInstance): Record<string, H
         startedAt: c.startedAt.toISOString(),
         chain: c.writer.chain,
         head: head ? { seq: head.seq, cid: head.cid.toString() } : null,
+        peerId: c.federation?.peerId ?? null,
+        listenAddrs: c.federation?.listenAddrs() ?? [],
+        federation: c.federation?.id ?? null,
       }
     },
+    getFederation: async () => {
+      const f = c.federation
+      if (!f) throw new NoFederationError()
+      const { id, name, founder, members, nodes, parameters } = f
+      return { id, name, founder, members, nodes, parameters }
+    },
+    getPeers: async () => {
+      const peers = (await c.federation?.peers()) ?? []
+      const iso = (t?: number): { [k: string]: string } | undefined =>
+        t === undefined ? undefined : { v: new Date(t).toISOString() }
+      return {
+        peers: peers.map((p) => {
+          const { connectedSince, lastSeen, nextDialAt, ...rest } = p
+          return {
+            ...rest,
+            ...(iso(connectedSince) ? { connectedSince: iso(connectedSince)!.v } : {}),
+            ...(iso(lastSeen) ? { lastSeen: iso(lastSeen)!.v } : {}),
+            ...(iso(nextDialAt) ? { nextDialAt: iso(nextDialAt)!.v } : {}),
+          }
+        }),
+      }
+    },
+    events: async (req, reply) => streamEvents(c, req, reply, streams),
     putValue: async (req) => {
       const { value } = req.body as BodyOf<typeof routes.putValue>
       const r = await c.writer.appendValue(value, { source: 'http' })
@@ -336,6 +423,55 @@ function buildHandlers(c: ApiComponents, app: FastifyInstance): Record<string, H
     }),
     stats: async () => c.store.stats(),
   }
+}
+
+/**
+ * `/v1/events`: Server-Sent Events, one `event: <type>` with a JSON `data:` line per node event, from the moment
+ * of connecting (no replay). A client that stops reading is cut off once SSE_MAX_BUFFERED bytes wait for it.
+ */
+function streamEvents(
+  c: ApiComponents,
+  req: FastifyRequest,
+  reply: FastifyReply,
+  streams: Set<() => void>,
+): FastifyReply {
+  const res = reply.raw
+  reply.hijack()
+  res.writeHead(200, {
+    'content-type': 'text/event-stream; charset=utf-8',
+    'cache-control': 'no-cache',
+    connection: 'keep-alive',
+    'x-request-id': req.id,
+  })
+  res.write(': icn events\n\n')
+  c.metrics.sseClients.inc()
+  let closed = false
+  const send = (event: NodeEvent, id: number): void => {
+    if (closed) return
+    if (res.writableLength > SSE_MAX_BUFFERED) {
+      req.log.warn({ buffered: res.writableLength }, 'event stream client too slow: disconnecting')
+      end()
+      return
+    }
+    res.write(`id: ${id}\nevent: ${event.type}\ndata: ${JSON.stringify(event)}\n\n`)
+  }
+  const unsubscribe = c.events.subscribe(send)
+  const keepalive = setInterval(() => res.write(': keepalive\n\n'), SSE_KEEPALIVE_MS)
+  keepalive.unref()
+  const end = (): void => {
+    if (closed) return
+    closed = true
+    unsubscribe()
+    clearInterval(keepalive)
+    c.metrics.sseClients.dec()
+    res.end()
+  }
+  res.on('close', end)
+  res.on('error', end)
+  streams.add(end)
+  res.once('close', () => streams.delete(end))
+  req.log.info('event stream opened')
+  return reply
 }
 
 /** The CID names a block that is not an `icn.value/v1` record. */

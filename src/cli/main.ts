@@ -1,6 +1,10 @@
+// First: libp2p (loaded by some commands) needs Promise.withResolvers, which Node 20 lacks.
+import '../polyfill.js'
 import { Command, CommanderError } from 'commander'
 import { VERSION } from '../version.js'
 import { registerDag } from './commands/dag.js'
+import { registerDevnet } from './commands/devnet.js'
+import { registerFederation } from './commands/federation.js'
 import { registerId } from './commands/id.js'
 import { registerInit } from './commands/init.js'
 import { registerNode } from './commands/node.js'
@@ -13,6 +17,8 @@ const USAGE_CODES = new Set([
   'INVALID_DID',
   'INVALID_DOMAIN_TAG',
   'PASSPHRASE_REQUIRED',
+  'INVALID_PARAMETER',
+  'INVALID_GENESIS',
 ])
 
 export function buildProgram(): Command {
@@ -25,6 +31,8 @@ export function buildProgram(): Command {
   registerId(program)
   registerNode(program)
   registerDag(program)
+  registerDevnet(program)
+  registerFederation(program)
   for (const cmd of allCommands(program)) cmd.exitOverride()
   return program
 }

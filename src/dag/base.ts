@@ -8,6 +8,8 @@ import type {
   AbortOptions,
   BlockStore,
   ChainHead,
+  CommitEvent,
+  CommittedBlock,
   Evidence,
   GcOptions,
   PutOptions,
@@ -36,6 +38,12 @@ export function statsFromRow(r: Record<string, unknown>): StoreStats {
     pins: Number(r.pins),
     evidence: Number(r.evidence),
   }
+}
+
+function committed(v: ValidatedBlock, status: 'stored' | 'equivocation'): CommittedBlock {
+  if (v.kind === 'raw') return { cid: v.cid, bytes: v.bytes, status, kind: 'raw' }
+  const { chain, seq, author, type } = v.block
+  return { cid: v.cid, bytes: v.bytes, status, kind: 'signed', chain, seq, author, type, links: v.links }
 }
 
 /** Signature checks sent to the verifier at a time. */
@@ -93,6 +101,13 @@ export abstract class AbstractBlockStore implements BlockStore {
   abstract gc(options?: GcOptions): Promise<{ removed: number }>
   abstract stats(options?: AbortOptions): Promise<StoreStats>
   abstract ping(options?: AbortOptions): Promise<void>
+
+  private readonly commitListeners = new Set<(event: CommitEvent) => void>()
+
+  onCommit(listener: (event: CommitEvent) => void): () => void {
+    this.commitListeners.add(listener)
+    return () => this.commitListeners.delete(listener)
+  }
 
   async put(block: Block, options?: PutOptions): Promise<PutResult> {
     const [result] = await this.putMany([block], options)
@@ -159,18 +174,35 @@ export abstract class AbstractBlockStore implements BlockStore {
     } finally {
       end?.()
     }
+    const added: CommittedBlock[] = []
     for (const [i, r] of plan.results.entries()) {
-      if (r.status === 'stored') this.metrics?.blocksStored.inc({ kind: validated[i]!.kind, source })
-      else if (r.status === 'duplicate') this.metrics?.blocksDuplicate.inc({ source })
+      if (r.status === 'duplicate') {
+        this.metrics?.blocksDuplicate.inc({ source })
+        continue
+      }
+      const v = validated[i]!
+      if (r.status === 'stored') this.metrics?.blocksStored.inc({ kind: v.kind, source })
       else {
         this.metrics?.equivocations.inc({ source })
         this.logger?.warn(
-          { cid: r.cid.toString(), source },
+          { cid: r.cid.toString(), source, peer: options.peer },
           'equivocation: second block for an occupied chain position',
         )
       }
+      if (this.commitListeners.size > 0) added.push(committed(v, r.status))
     }
+    if (added.length > 0) this.emitCommit({ source, peer: options.peer, blocks: added })
     return plan.results
+  }
+
+  private emitCommit(event: CommitEvent): void {
+    for (const listener of this.commitListeners) {
+      try {
+        listener(event)
+      } catch (err) {
+        this.logger?.error({ err }, 'commit listener failed')
+      }
+    }
   }
 
   async *getMany(cids: Iterable<CID>, options: AbortOptions = {}): AsyncGenerator<Block> {

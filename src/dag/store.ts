@@ -6,10 +6,34 @@ export interface AbortOptions {
 }
 
 /** Where a block came from; a metrics label, so keep the set small. */
-export type BlockSource = 'local' | 'http' | 'import' | 'sync' | 'test'
+export type BlockSource = 'local' | 'http' | 'import' | 'gossip' | 'sync' | 'test'
 
 export interface PutOptions extends AbortOptions {
   source?: BlockSource
+  /** The peer (libp2p peer id) the blocks came from, for commit events and logs. */
+  peer?: string
+}
+
+/** A block a commit added: stored new, or kept as evidence of an equivocation. */
+export interface CommittedBlock {
+  cid: CID
+  bytes: Uint8Array
+  status: 'stored' | 'equivocation'
+  kind: 'signed' | 'raw'
+  /** Signed blocks only. */
+  chain?: string
+  seq?: number
+  author?: string
+  type?: string
+  /** Signed blocks only: the CIDs it links (prev first). */
+  links?: CID[]
+}
+
+/** What one successful `putMany` added, told to `onCommit` listeners after the transaction committed. */
+export interface CommitEvent {
+  source: BlockSource
+  peer?: string
+  blocks: CommittedBlock[]
 }
 
 /**
@@ -87,4 +111,6 @@ export interface BlockStore {
   stats(options?: AbortOptions): Promise<StoreStats>
   /** Cheap round trip to the backing database; throws StoreUnavailableError if it does not answer. */
   ping(options?: AbortOptions): Promise<void>
+  /** Call `listener` after every commit that added blocks (not for duplicates only); returns the unsubscribe. */
+  onCommit(listener: (event: CommitEvent) => void): () => void
 }

@@ -1,5 +1,5 @@
 import type { FastifyInstance } from 'fastify'
-import { createApiServer } from '../api/index.js'
+import { type ApiFederation, createApiServer } from '../api/index.js'
 import {
   type BlockStore,
   ChainWriter,
@@ -9,8 +9,17 @@ import {
   SqliteBlockStore,
   StoreHealthMonitor,
 } from '../dag/index.js'
+import { type Federation, readGenesisFile } from '../federation/index.js'
 import { IcnError, type Signer, WorkerVerifier } from '../identity/index.js'
-import { createLogger, createMetrics, type Logger, type Metrics, Readiness } from '../observability/index.js'
+import { Network, readPskFile } from '../network/index.js'
+import {
+  createLogger,
+  createMetrics,
+  EventBus,
+  type Logger,
+  type Metrics,
+  Readiness,
+} from '../observability/index.js'
 import { VERSION } from '../version.js'
 import { dataPaths } from './datadir.js'
 import { checkOptions, type NodeOptions, parseListen, redactUrl } from './options.js'
@@ -20,6 +29,33 @@ export class ApiListenError extends IcnError {
   override readonly name = 'ApiListenError'
   constructor(message: string) {
     super('API_LISTEN_FAILED', message)
+  }
+}
+
+/** The API's view of the federation and the network. */
+function apiFederation(f: Federation, network: Network): ApiFederation {
+  return {
+    id: f.id,
+    name: f.name,
+    founder: f.founder,
+    members: f.members,
+    nodes: f.nodes,
+    parameters: { ...f.parameters },
+    peerId: network.peerId.toString(),
+    listenAddrs: () => network.listenAddrs,
+    peers: () => network.peers(),
+  }
+}
+
+/** The node's DID is not one of the nodes the federation's genesis allows. */
+export class NotAFederationNodeError extends IcnError {
+  override readonly name = 'NotAFederationNodeError'
+  constructor(did: string, federation: string) {
+    super(
+      'NOT_A_FEDERATION_NODE',
+      `this node (${did}) is not one of the nodes of federation ${federation}; its genesis must list the node's DID`,
+      { details: { did, federation } },
+    )
   }
 }
 
@@ -51,6 +87,11 @@ export class IcnNode {
   /** Signature checks of incoming blocks run on worker threads, beside decoding and storing. */
   readonly verifier = new WorkerVerifier()
   readonly startedAt = new Date()
+  /** What the node sees (blocks stored, evidence, peers), for /v1/events. */
+  readonly events = new EventBus()
+  /** Set once started with a genesis. */
+  federation?: Federation
+  network?: Network
   private api?: FastifyInstance
   private apiAddress?: string
   private readonly controller = new AbortController()
@@ -80,6 +121,19 @@ export class IcnNode {
     )
     this.readiness.register('store', () => this.health.status())
     this.readiness.register('api', () => ({ ready: this.status === 'running', detail: this.status }))
+    this.store.onCommit((e) => {
+      const at = Date.now()
+      for (const b of e.blocks)
+        this.events.publish({
+          type: b.status === 'stored' ? 'block' : 'evidence',
+          cid: b.cid.toString(),
+          kind: b.kind,
+          ...(b.chain !== undefined ? { chain: b.chain, seq: b.seq, author: b.author } : {}),
+          origin: e.source,
+          ...(e.peer ? { peer: e.peer } : {}),
+          at,
+        })
+    })
   }
 
   /** Check the options and build the node; nothing is opened until `start()`. */
@@ -119,11 +173,17 @@ export class IcnNode {
         },
         'node starting',
       )
+      // The genesis is read and checked before anything is opened: a wrong file fails fast.
+      const federation = this.options.genesis ? await readGenesisFile(this.options.genesis) : undefined
+      if (federation && !federation.nodes.includes(this.did))
+        throw new NotAFederationNodeError(this.did, federation.id)
+      const psk = this.options.pskFile ? await readPskFile(this.options.pskFile) : undefined
       await this.store.open({ signal: this.signal })
       // Report running only once the store has answered a health check, so /ready is true from the start.
       await this.health.check()
       this.health.start()
       await this.writer.currentHead({ signal: this.signal })
+      if (federation) await this.joinFederation(federation, psk)
       this.api = await createApiServer({
         did: this.did,
         store: this.store,
@@ -135,6 +195,9 @@ export class IcnNode {
         startedAt: this.startedAt,
         gcRoots: () => this.gcRoots(),
         onStoreError: (err) => this.health.reportFailure(err),
+        events: this.events,
+        federation:
+          this.federation && this.network ? apiFederation(this.federation, this.network) : undefined,
       })
       checkAborted(this.signal) // stop() came while the server was being built
       const { host, port } = parseListen(this.options.apiListen)
@@ -183,12 +246,43 @@ export class IcnNode {
         new Promise((resolve) => setTimeout(resolve, this.options.shutdownTimeoutMs).unref()),
       ]).catch((err: unknown) => this.logger.warn({ err }, 'API close failed'))
     }
+    if (this.network) await this.network.stop()
     this.health.stop()
     await this.store.close().catch((err: unknown) => this.logger.warn({ err }, 'store close failed'))
     await this.verifier.close()
   }
 
-  /** GC keeps the node's own chain whole. */
+  /** Store and pin the genesis, then start the network (libp2p, gossip, exchange, anti-entropy). */
+  private async joinFederation(federation: Federation, psk?: Uint8Array): Promise<void> {
+    await this.store.put(federation.genesis, { source: 'local', signal: this.signal })
+    await this.store.pin(federation.genesis.cid, { signal: this.signal })
+    const network = new Network(
+      { listen: this.options.p2pListen, bootstrap: this.options.bootstrap, psk },
+      {
+        signer: this.modules.signer,
+        store: this.store,
+        federation,
+        logger: this.logger.child({ module: 'network' }),
+        metrics: this.metrics,
+      },
+    )
+    this.network = network
+    network.on('peer:connected', (p) =>
+      this.events.publish({ type: 'peer:connected', peerId: p.peerId, did: p.did, at: Date.now() }),
+    )
+    network.on('peer:disconnected', (p) =>
+      this.events.publish({ type: 'peer:disconnected', peerId: p.peerId, did: p.did, at: Date.now() }),
+    )
+    this.readiness.register('network', () => ({
+      ready: this.status === 'running' || this.status === 'starting',
+      detail: `${network.listenAddrs.length} listen addresses`,
+    }))
+    await network.start()
+    this.federation = federation
+    checkAborted(this.signal)
+  }
+
+  /** GC keeps the node's own chain whole, and the genesis (pinned). */
   private async gcRoots(): Promise<CID[]> {
     const head = await this.writer.currentHead()
     return head ? [head.cid] : []

@@ -18,9 +18,18 @@ export interface NodeOptions {
   sqliteSynchronous: 'NORMAL' | 'FULL'
   /** How long a graceful stop waits for in-flight requests. */
   shutdownTimeoutMs: number
+  /** Federation genesis file (a CAR holding the signed genesis block). Without it the node runs alone, offline. */
+  genesis?: string
+  /** libp2p listen multiaddrs (used with a genesis). */
+  p2pListen: string[]
+  /** Multiaddrs (with /p2p/PEER_ID) of federation nodes to dial at start. */
+  bootstrap: string[]
+  /** File holding a libp2p pre-shared key (private network); every node of the federation needs the same one. */
+  pskFile?: string
 }
 
 export const DEFAULT_API_PORT = 7420
+export const DEFAULT_P2P_PORT = 7421
 
 export const defaultOptions: NodeOptions = {
   dataDir: process.env.ICN_DATA_DIR ?? join(homedir(), '.icn'),
@@ -29,6 +38,8 @@ export const defaultOptions: NodeOptions = {
   logLevel: process.env.ICN_LOG_LEVEL ?? 'info',
   sqliteSynchronous: 'NORMAL',
   shutdownTimeoutMs: 10_000,
+  p2pListen: [`/ip4/0.0.0.0/tcp/${DEFAULT_P2P_PORT}`],
+  bootstrap: [],
 }
 
 /** A setting is out of range or inconsistent (e.g. --store postgres without --pg-url). */
@@ -65,6 +76,20 @@ export function checkOptions(opts: NodeOptions): void {
       throw new InvalidOptionError('--pg-url must start with postgres:// or postgresql://')
   }
   parseListen(opts.apiListen)
+  for (const [flag, values] of [
+    ['--p2p-listen', opts.p2pListen],
+    ['--bootstrap', opts.bootstrap],
+  ] as const)
+    for (const v of values)
+      if (!v.startsWith('/'))
+        throw new InvalidOptionError(
+          `${flag} must be a multiaddr such as /ip4/127.0.0.1/tcp/7421, got ${JSON.stringify(v)}`,
+        )
+  if (!opts.genesis && opts.bootstrap.length > 0)
+    throw new InvalidOptionError(
+      '--bootstrap needs --genesis FILE: a node joins the network of one federation',
+    )
+  if (!opts.genesis && opts.pskFile) throw new InvalidOptionError('--psk-file needs --genesis FILE')
 }
 
 /** A PostgreSQL URL with any password masked, for logs and messages. */

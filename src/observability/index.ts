@@ -2,6 +2,7 @@
  * Observability: the one metrics registry (prom-client), the pino logger with correlation ids carried
  * through async calls (AsyncLocalStorage), and the readiness registry behind `/ready`.
  */
+export { EventBus, type NodeEvent } from './events.js'
 export { type ComponentStatus, type HealthCheck, Readiness, type ReadinessReport } from './health.js'
 export {
   createLogger,

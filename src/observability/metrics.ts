@@ -14,6 +14,17 @@ export interface Metrics {
   readonly storeUp: Gauge<'backend'>
   readonly gcRemoved: Counter<never>
   readonly carBlocks: Counter<'direction'>
+  readonly peersConnected: Gauge<never>
+  readonly peerRtt: Gauge<'peer'>
+  readonly redials: Counter<'outcome'>
+  readonly gossipMessages: Counter<'direction'>
+  readonly gossipBlocks: Counter<'direction'>
+  readonly gossipRejected: Counter<'reason'>
+  readonly exchangeDuration: Histogram<'op' | 'role' | 'outcome'>
+  readonly exchangeBlocks: Counter<'direction'>
+  readonly syncBlocks: Counter<never>
+  readonly syncLag: Gauge<'peer'>
+  readonly sseClients: Gauge<never>
 }
 
 /** Build the registry and all metrics. `collectProcess` adds Node's process metrics (CPU, memory, event loop). */
@@ -88,6 +99,70 @@ export function createMetrics(opts: { collectProcess?: boolean; prefix?: string 
       name: 'icn_dag_car_blocks_total',
       help: 'Blocks written to (export) or read from (import) CAR files',
       labelNames: ['direction'] as const,
+      registers,
+    }),
+    peersConnected: new Gauge({
+      name: 'icn_peers_connected',
+      help: 'Federation nodes this node is connected to',
+      registers,
+    }),
+    peerRtt: new Gauge({
+      name: 'icn_peer_rtt_seconds',
+      help: 'Round-trip time of the last ping to each federation peer',
+      labelNames: ['peer'] as const,
+      registers,
+    }),
+    redials: new Counter({
+      name: 'icn_peer_redials_total',
+      help: 'Re-dials of lost federation peers, by outcome (ok, failed)',
+      labelNames: ['outcome'] as const,
+      registers,
+    }),
+    gossipMessages: new Counter({
+      name: 'icn_gossip_messages_total',
+      help: 'Block gossip messages published (out) and received for validation (in)',
+      labelNames: ['direction'] as const,
+      registers,
+    }),
+    gossipBlocks: new Counter({
+      name: 'icn_gossip_blocks_total',
+      help: 'Blocks carried by gossip messages published (out) and accepted (in)',
+      labelNames: ['direction'] as const,
+      registers,
+    }),
+    gossipRejected: new Counter({
+      name: 'icn_gossip_rejected_total',
+      help: 'Gossip messages rejected (and counted against the sender) or ignored, by reason',
+      labelNames: ['reason'] as const,
+      registers,
+    }),
+    exchangeDuration: new Histogram({
+      name: 'icn_exchange_request_duration_seconds',
+      help: 'Block-exchange requests, by operation, role (client, server) and outcome',
+      labelNames: ['op', 'role', 'outcome'] as const,
+      buckets: [0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30],
+      registers,
+    }),
+    exchangeBlocks: new Counter({
+      name: 'icn_exchange_blocks_total',
+      help: 'Blocks served to peers over block exchange',
+      labelNames: ['direction'] as const,
+      registers,
+    }),
+    syncBlocks: new Counter({
+      name: 'icn_sync_blocks_total',
+      help: 'Blocks fetched and stored by anti-entropy and gap filling',
+      registers,
+    }),
+    syncLag: new Gauge({
+      name: 'icn_sync_lag_blocks',
+      help: 'Blocks a peer had that this node lacked, at the last anti-entropy round with it',
+      labelNames: ['peer'] as const,
+      registers,
+    }),
+    sseClients: new Gauge({
+      name: 'icn_events_clients',
+      help: 'Clients connected to the /v1/events stream',
       registers,
     }),
   }

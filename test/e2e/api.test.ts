@@ -4,6 +4,7 @@ import { join } from 'node:path'
 import { Value } from 'typebox/value'
 import { afterAll, beforeAll, describe, expect, it } from 'vitest'
 import { ApiClient, ApiError, type RouteDef, type RouteId, routes } from '../../src/api/index.js'
+import { createGenesis, writeGenesisFile } from '../../src/federation/index.js'
 import { Signer } from '../../src/identity/index.js'
 import { defaultOptions, IcnNode } from '../../src/node/index.js'
 import { silentLogger } from '../../src/observability/index.js'
@@ -17,9 +18,22 @@ let anon: ApiClient
 
 beforeAll(async () => {
   dir = await mkdtemp(join(tmpdir(), 'icn-api-'))
+  // A federation of one, so the federation and peer routes have something to show.
+  const signer = Signer.generate()
+  const genesis = join(dir, 'genesis.car')
+  await writeGenesisFile(
+    genesis,
+    createGenesis(signer, { name: 'api-test', members: [signer.did], nodes: [signer.did] }),
+  )
   node = await IcnNode.create(
-    { ...defaultOptions, dataDir: dir, apiListen: '127.0.0.1:0' },
-    { signer: Signer.generate(), apiKey: API_KEY, logger: silentLogger() },
+    {
+      ...defaultOptions,
+      dataDir: dir,
+      apiListen: '127.0.0.1:0',
+      genesis,
+      p2pListen: ['/ip4/127.0.0.1/tcp/0'],
+    },
+    { signer, apiKey: API_KEY, logger: silentLogger() },
   )
   await node.start()
   client = new ApiClient({ baseUrl: node.apiUrl, apiKey: API_KEY })
@@ -57,6 +71,16 @@ describe('every route, real client against real server', () => {
       metrics: async () => (await client.fetch(routes.metrics)).text(),
       openapi: () => client.call(routes.openapi),
       getNode: () => client.call(routes.getNode),
+      getFederation: () => client.call(routes.getFederation),
+      getPeers: () => client.call(routes.getPeers),
+      events: async () => {
+        const ctl = new AbortController()
+        const res = await client.fetch(routes.events, { signal: ctl.signal })
+        const reader = res.body!.getReader()
+        const first = await reader.read()
+        ctl.abort()
+        return new TextDecoder().decode(first.value)
+      },
       putValue: () => client.call(routes.putValue, { body: { value: [1, 'two', { three: 3 }, null, true] } }),
       getBlock: () => client.call(routes.getBlock, { params: { cid }, query: { format: 'json' } }),
       getValue: () => client.call(routes.getValue, { params: { cid } }),

@@ -16,7 +16,13 @@ interface StartOpts extends GlobalOpts {
   logLevel?: string
   dev?: boolean
   keep?: boolean
+  genesis?: string
+  p2pListen?: string[]
+  bootstrap?: string[]
+  pskFile?: string
 }
+
+const collect = (value: string, previous: string[] = []): string[] => [...previous, value]
 
 export function registerNode(program: Command): void {
   const node = program.command('node').description('Run a node, or ask a running one about itself')
@@ -32,6 +38,18 @@ export function registerNode(program: Command): void {
     .option('--store <kind>', 'block store: sqlite (embedded default) or postgres')
     .option('--pg-url <url>', 'PostgreSQL URL, e.g. postgres://postgres@127.0.0.1:5432/icn')
     .option('--api-listen <host:port>', `HTTP API address (default ${defaultOptions.apiListen})`)
+    .option('--genesis <file>', 'join the federation of this genesis file (made by icn federation create)')
+    .option(
+      '--p2p-listen <multiaddr>',
+      `libp2p listen address, repeatable (default ${defaultOptions.p2pListen.join(' ')})`,
+      collect,
+    )
+    .option(
+      '--bootstrap <multiaddr>',
+      'a federation node to dial, /ip4/HOST/tcp/PORT/p2p/PEER_ID; repeatable',
+      collect,
+    )
+    .option('--psk-file <file>', 'libp2p pre-shared key (private network; every node needs the same file)')
     .option('--log-level <level>', 'trace, debug, info, warn, error', defaultOptions.logLevel)
     .option('--passphrase-file <file>', 'keystore passphrase file (else ICN_PASSPHRASE or a prompt)')
     .option('--json', 'print one JSON line with did, api, apiKey and dataDir once the node is running')
@@ -68,6 +86,10 @@ async function startNode(opts: StartOpts): Promise<void> {
     pgUrl: opts.pgUrl ?? cfg?.pgUrl,
     apiListen: opts.apiListen ?? cfg?.apiListen ?? defaultOptions.apiListen,
     logLevel: opts.logLevel ?? defaultOptions.logLevel,
+    genesis: opts.genesis,
+    p2pListen: opts.p2pListen ?? defaultOptions.p2pListen,
+    bootstrap: opts.bootstrap ?? [],
+    pskFile: opts.pskFile,
   })
   let dataDir = opts.dataDir ?? defaultOptions.dataDir
   let passphrase: string
@@ -118,7 +140,17 @@ async function startNode(opts: StartOpts): Promise<void> {
     process.on('SIGTERM', onSignal)
 
     await node.start()
-    const info = { did: node.did, api: node.apiUrl, apiKey, dataDir, store: options.store, pid: process.pid }
+    const info = {
+      did: node.did,
+      api: node.apiUrl,
+      apiKey,
+      dataDir,
+      store: options.store,
+      pid: process.pid,
+      peerId: node.network?.peerId.toString() ?? null,
+      listenAddrs: node.network?.listenAddrs ?? [],
+      federation: node.federation?.id ?? null,
+    }
     if (opts.json) process.stdout.write(`${JSON.stringify(info)}\n`)
     else
       output(
@@ -126,6 +158,10 @@ async function startNode(opts: StartOpts): Promise<void> {
         info,
         `ICN node running${opts.dev ? ` (dev: throwaway data folder ${dataDir}${devDir ? ', removed on exit' : ''})` : ''}\n` +
           `  DID      ${info.did}\n  API      ${info.api}\n  API key  ${apiKey}\n  store    ${options.store}\n` +
+          (info.federation
+            ? `  federation ${node.federation?.name} ${info.federation}\n  peer id  ${info.peerId}\n` +
+              info.listenAddrs.map((a) => `  p2p      ${a}\n`).join('')
+            : '  federation: none (start with --genesis FILE to join one)\n') +
           `Try it:\n  bin/icn dag put --api ${info.api} --api-key ${apiKey} --value '{"hello":"world"}'\n` +
           `  curl ${info.api}/v1/node\nStop with Ctrl-C.`,
       )

@@ -1,0 +1,618 @@
+import type { ChildProcess } from 'node:child_process'
+import { randomBytes } from 'node:crypto'
+import { existsSync } from 'node:fs'
+import { mkdir, readFile, rm, rmdir } from 'node:fs/promises'
+import { dirname, join, resolve } from 'node:path'
+import { setTimeout as sleep } from 'node:timers/promises'
+// The data-folder helpers only (like the CLI's common.ts): `devnet status` must not load the node or the store.
+import { initDataDir, unlockIdentity, writeSecretFile } from '../node/datadir.js'
+import { InvalidOptionError, type StoreKind } from '../node/options.js'
+import {
+  DevnetDirNotEmptyError,
+  DevnetRunningError,
+  DevnetStopError,
+  DevnetTimeoutError,
+  NodeExitedError,
+  NodeNotRunningError,
+  UnknownNodeError,
+} from './errors.js'
+import {
+  checkDevnetSettings,
+  DEFAULT_DEVNET_NODES,
+  DEFAULT_DEVNET_TIMEOUT_S,
+  DEVNET_FEDERATION_NAME,
+  type DevnetSettings,
+} from './options.js'
+import { createDatabases, dropDatabases, nodeDatabaseUrl } from './pg.js'
+import { checkPortsFree, freePorts } from './ports.js'
+import { type NodeProbe, probeNode } from './probe.js'
+import {
+  findIcnBin,
+  nodeRunning,
+  REAP_WAIT_MS,
+  spawnDetached,
+  stopNode,
+  tailLog,
+  waitGone,
+  waitReaped,
+} from './process.js'
+import {
+  type DevnetNodeState,
+  type DevnetState,
+  GENESIS_FILE,
+  loadState,
+  NODE_LOG_FILE,
+  PASSPHRASE_FILE,
+  readState,
+  STATE_FILE,
+  withLock,
+  writeState,
+} from './state.js'
+
+/**
+ * scrypt cost of the devnet keystores: the smallest the keystore accepts. The passphrase lies next to them in
+ * `<dir>/passphrase`, so a higher cost would protect nothing and only slow down creating and starting 50 nodes.
+ */
+const DEVNET_KDF_N = 1024
+/** How long a node gets to stop after SIGTERM before it is killed. */
+const STOP_GRACE_MS = 10_000
+/** How often `up` and `restart` look at the nodes while waiting. */
+const POLL_MS = 200
+const LOG_TAIL_LINES = 15
+
+/** A step of `up`, `restart` or `down`, for the caller to show (the CLI writes `message` to stderr). */
+export interface DevnetProgress {
+  kind: 'create' | 'start' | 'ready' | 'mesh' | 'stop' | 'done'
+  message: string
+  node?: string
+}
+
+/** How the devnet runs its nodes and reports; shared by every operation of one `Devnet`. */
+export interface DevnetHooks {
+  onProgress?: (event: DevnetProgress) => void
+  /** Extra environment for the node processes (on top of this process's; ICN_PASSPHRASE is always set). */
+  env?: NodeJS.ProcessEnv
+  /** What runs `icn`: default `[process.execPath, <package>/bin/icn]`. */
+  command?: string[]
+}
+
+export interface DevnetUpOptions extends DevnetHooks {
+  dir: string
+  /** Default 3; for a stopped devnet, the number it has (giving another number needs `fresh`). */
+  nodes?: number
+  /** Default sqlite. */
+  store?: StoreKind
+  pgUrl?: string
+  basePort?: number
+  /** Default 60 s. */
+  timeoutMs?: number
+  fresh?: boolean
+  signal?: AbortSignal
+}
+
+/** One node as `status()` sees it. */
+export interface DevnetNodeStatus {
+  name: string
+  apiUrl: string
+  apiKey: string
+  did: string
+  peerId: string
+  p2pAddr: string
+  dataDir: string
+  pid: number | null
+  /** The recorded process is alive and is this node (its command line names the data folder). */
+  running: boolean
+  /** GET /ready answered 200 within 1 s. */
+  ready: boolean
+  /** Devnet nodes it lists as connected in GET /v1/peers. */
+  connectedPeers: number
+  /** Devnet nodes it should be connected to: all the others. */
+  expectedPeers: number
+}
+
+export interface DevnetStatus {
+  dir: string
+  name: string
+  federation: string
+  genesis: string
+  store: StoreKind
+  nodes: DevnetNodeStatus[]
+}
+
+export interface DevnetDownResult {
+  /** The nodes that were running, and whether SIGKILL was needed. */
+  stopped: { name: string; pid: number; forced: boolean }[]
+  cleaned: boolean
+}
+
+/**
+ * A local federation of `icn node start` processes on 127.0.0.1, recorded in `<dir>/devnet.json`. Every
+ * operation re-reads that file first, so several commands (or a benchmark and the CLI) can manage one devnet;
+ * changes are serialised by a lock file in the folder.
+ */
+export class Devnet {
+  private constructor(
+    private state: DevnetState,
+    private readonly hooks: DevnetHooks,
+  ) {}
+
+  /** Open the devnet recorded in `dir`; throws DevnetNotFoundError if there is none. */
+  static async open(dir: string, hooks: DevnetHooks = {}): Promise<Devnet> {
+    return new Devnet(await loadState(resolve(dir)), hooks)
+  }
+
+  /**
+   * Create and start a devnet in `opts.dir`, or start again the stopped one recorded there (`fresh` replaces it
+   * instead), then wait until every node is ready and connected to all the others. Throws DevnetRunningError if
+   * the devnet there still runs, NodeExitedError if a node exits meanwhile, DevnetTimeoutError after
+   * `timeoutMs`; in both last cases the nodes are left running (stop them with `down()`).
+   */
+  static async up(opts: DevnetUpOptions): Promise<Devnet> {
+    const s = checkDevnetSettings({
+      dir: opts.dir,
+      nodes: opts.nodes,
+      store: opts.store ?? 'sqlite',
+      pgUrl: opts.pgUrl,
+      basePort: opts.basePort,
+      timeoutMs: opts.timeoutMs ?? DEFAULT_DEVNET_TIMEOUT_S * 1000,
+      fresh: opts.fresh ?? false,
+    })
+    const hooks: DevnetHooks = { onProgress: opts.onProgress, env: opts.env, command: opts.command }
+    opts.signal?.throwIfAborted()
+    const dirExisted = existsSync(s.dir)
+    await mkdir(s.dir, { recursive: true, mode: 0o700 })
+    const { devnet, children } = await withLock(s.dir, async () => {
+      const existing = await readState(s.dir)
+      if (existing) {
+        const running = existing.nodes.filter((n) => nodeRunning(n.pid, n.dataDir)).map((n) => n.name)
+        if (running.length > 0) throw new DevnetRunningError(s.dir, running)
+        const old = new Devnet(existing, hooks)
+        if (!s.fresh) {
+          if (s.nodes !== undefined && s.nodes !== existing.nodes.length)
+            throw new InvalidOptionError(
+              `the stopped devnet in ${s.dir} has ${existing.nodes.length} nodes, not ${s.nodes}: leave out --nodes ` +
+                'to start it again, or add --fresh to replace it with a new one',
+            )
+          if (opts.store !== undefined && opts.store !== existing.store)
+            throw new InvalidOptionError(
+              `the stopped devnet in ${s.dir} uses ${existing.store}: add --fresh to replace it with a new one`,
+            )
+          old.progress(
+            'start',
+            `starting the stopped devnet in ${s.dir} again (${plural(existing.nodes.length, 'node')})`,
+          )
+          return { devnet: old, children: await old.spawn(existing.nodes.map((n) => n.name)) }
+        }
+        old.progress('create', `removing the stopped devnet in ${s.dir} (--fresh)`)
+        await old.removeFiles()
+      }
+      const created = new Devnet(await createDevnet(s, hooks), hooks)
+      return { devnet: created, children: await created.spawn(created.state.nodes.map((n) => n.name)) }
+    }).catch(async (err: unknown) => {
+      // A folder this call made and left empty (nothing was created in it) goes again.
+      if (!dirExisted) await rmdir(s.dir).catch(() => {})
+      throw err
+    })
+    await devnet.waitConnected({ timeoutMs: s.timeoutMs, signal: opts.signal, children })
+    return devnet
+  }
+
+  get dir(): string {
+    return this.state.dir
+  }
+
+  get federation(): string {
+    return this.state.federation
+  }
+
+  /** The recorded nodes (as of the last operation). */
+  get nodes(): readonly DevnetNodeState[] {
+    return this.state.nodes
+  }
+
+  /** The node called `name`; throws UnknownNodeError. */
+  node(name: string): DevnetNodeState {
+    const node = this.state.nodes.find((n) => n.name === name)
+    if (!node)
+      throw new UnknownNodeError(
+        name,
+        this.state.nodes.map((n) => n.name),
+      )
+    return node
+  }
+
+  /** Every node: process alive, /ready, connected peers (each HTTP question within 1 s). */
+  async status(opts: { signal?: AbortSignal } = {}): Promise<DevnetStatus> {
+    await this.reload()
+    const st = this.state
+    const peerIds = new Set(st.nodes.map((n) => n.peerId))
+    const nodes = await Promise.all(
+      st.nodes.map(async (n): Promise<DevnetNodeStatus> => {
+        const running = nodeRunning(n.pid, n.dataDir)
+        const probe = running
+          ? await probeNode(n.apiUrl, { timeoutMs: 1_000, signal: opts.signal })
+          : { ready: false, connected: [] }
+        return {
+          name: n.name,
+          apiUrl: n.apiUrl,
+          apiKey: n.apiKey,
+          did: n.did,
+          peerId: n.peerId,
+          p2pAddr: n.p2pAddr,
+          dataDir: n.dataDir,
+          pid: n.pid,
+          running,
+          ready: probe.ready,
+          connectedPeers: probe.connected.filter((p) => p !== n.peerId && peerIds.has(p)).length,
+          expectedPeers: st.nodes.length - 1,
+        }
+      }),
+    )
+    return {
+      dir: st.dir,
+      name: st.name,
+      federation: st.federation,
+      genesis: st.genesis,
+      store: st.store,
+      nodes,
+    }
+  }
+
+  /** SIGKILL the node (a crash) and wait until it is gone. Throws NodeNotRunningError if it is not running. */
+  async kill(name: string): Promise<{ name: string; pid: number }> {
+    return withLock(this.dir, async () => {
+      await this.reload()
+      const node = this.node(name)
+      if (!node.pid || !nodeRunning(node.pid, node.dataDir)) throw new NodeNotRunningError(name)
+      const pid = node.pid
+      process.kill(pid, 'SIGKILL')
+      if (!(await waitGone(pid, node.dataDir, 5_000))) throw new DevnetStopError([{ name, pid }])
+      await waitReaped(pid, REAP_WAIT_MS)
+      this.progress('stop', `${name} killed (pid ${pid})`, name)
+      return { name, pid }
+    })
+  }
+
+  /**
+   * Stop the node if it runs (SIGTERM, SIGKILL after 10 s), start it again with the same arguments and wait
+   * until it is ready and connected to every other running node.
+   */
+  async restart(
+    name: string,
+    opts: { timeoutMs?: number; signal?: AbortSignal } = {},
+  ): Promise<DevnetNodeStatus> {
+    const children = await withLock(this.dir, async () => {
+      await this.reload()
+      const node = this.node(name)
+      if (node.pid && nodeRunning(node.pid, node.dataDir)) {
+        this.progress('stop', `stopping ${name} (pid ${node.pid})`, name)
+        const r = await stopNode(node.pid, node.dataDir, { graceMs: STOP_GRACE_MS, signal: opts.signal })
+        if (!r.gone) throw new DevnetStopError([{ name, pid: node.pid }])
+      }
+      return this.spawn([name])
+    })
+    await this.waitConnected({
+      names: [name],
+      timeoutMs: opts.timeoutMs ?? DEFAULT_DEVNET_TIMEOUT_S * 1000,
+      signal: opts.signal,
+      children,
+    })
+    const status = await this.status({ signal: opts.signal })
+    return status.nodes.find((n) => n.name === name)!
+  }
+
+  /**
+   * Stop every node (SIGTERM, SIGKILL after 10 s), check none is left and record them as stopped. With
+   * `clean`, also remove the devnet's files (and, on PostgreSQL, drop the node databases).
+   */
+  async down(opts: { clean?: boolean; signal?: AbortSignal } = {}): Promise<DevnetDownResult> {
+    const result = await withLock(this.dir, async (): Promise<DevnetDownResult> => {
+      await this.reload()
+      const running = this.state.nodes.filter((n) => nodeRunning(n.pid, n.dataDir))
+      if (running.length > 0) this.progress('stop', `stopping ${plural(running.length, 'node')}`)
+      const stopped = await Promise.all(
+        running.map(async (n) => {
+          const pid = n.pid!
+          const r = await stopNode(pid, n.dataDir, { graceMs: STOP_GRACE_MS, signal: opts.signal })
+          this.progress('stop', `${n.name} stopped${r.forced ? ' (killed after 10 s)' : ''}`, n.name)
+          return { name: n.name, pid, forced: r.forced }
+        }),
+      )
+      const left = this.state.nodes.filter((n) => nodeRunning(n.pid, n.dataDir))
+      if (left.length > 0) throw new DevnetStopError(left.map((n) => ({ name: n.name, pid: n.pid! })))
+      for (const n of this.state.nodes) n.pid = null
+      this.state.stoppedAt = new Date().toISOString()
+      await writeState(this.state)
+      if (opts.clean) await this.removeFiles()
+      return { stopped, cleaned: opts.clean === true }
+    })
+    if (opts.clean) await rmdir(this.dir).catch(() => {}) // only if nothing else is in it
+    return result
+  }
+
+  /**
+   * Wait until the nodes `names` (default all) are ready and each is connected to every other running node of
+   * the devnet. Throws NodeExitedError as soon as one of them is not running, DevnetTimeoutError after
+   * `timeoutMs`. `children` (from a spawn in this process) gives the exit status of a node that exits.
+   */
+  async waitConnected(opts: {
+    names?: string[]
+    timeoutMs: number
+    signal?: AbortSignal
+    children?: Map<string, ChildProcess>
+  }): Promise<void> {
+    const started = Date.now()
+    const deadline = started + opts.timeoutMs
+    const targets = (opts.names ?? this.state.nodes.map((n) => n.name)).map((name) => this.node(name))
+    const exits = new Map<string, string>()
+    for (const [name, child] of opts.children ?? [])
+      child.once('exit', (code, signal) => exits.set(name, signal ? `signal ${signal}` : `code ${code}`))
+    const ready = new Set<string>()
+    let lastMesh = -1
+    for (;;) {
+      opts.signal?.throwIfAborted()
+      for (const node of targets) {
+        if (exits.has(node.name) || !nodeRunning(node.pid, node.dataDir)) {
+          if (!exits.has(node.name)) await sleep(100) // let the exit event bring the status
+          throw await this.exitedError(node, exits.get(node.name))
+        }
+      }
+      const others = this.state.nodes.filter((n) => nodeRunning(n.pid, n.dataDir))
+      const looks = await Promise.all(
+        targets.map(async (node) => {
+          const probe = await probeNode(node.apiUrl, { timeoutMs: 1_000, signal: opts.signal })
+          const expected = others.filter((o) => o.name !== node.name)
+          const have = new Set(probe.connected)
+          const missing = expected.filter((o) => !have.has(o.peerId)).map((o) => o.name)
+          return { node, probe, expected: expected.length, missing }
+        }),
+      )
+      for (const l of looks)
+        if (l.probe.ready && !ready.has(l.node.name)) {
+          ready.add(l.node.name)
+          this.progress('ready', `${l.node.name} ready`, l.node.name)
+        }
+      const meshed = looks.filter((l) => l.probe.ready && l.missing.length === 0).length
+      if (meshed !== lastMesh && ready.size > 0 && this.state.nodes.length > 1) {
+        lastMesh = meshed
+        this.progress('mesh', `mesh ${meshed}/${targets.length} nodes connected`)
+      }
+      if (meshed === targets.length) {
+        const secs = ((Date.now() - started) / 1000).toFixed(1)
+        const what = targets.length === 1 ? targets[0]!.name : `all ${targets.length} nodes`
+        this.progress('done', `${what} ready and connected (${secs} s)`)
+        return
+      }
+      if (Date.now() > deadline) {
+        const pending = looks.filter((l) => !l.probe.ready || l.missing.length > 0)
+        throw await this.timeoutError(opts.timeoutMs, pending)
+      }
+      await sleep(POLL_MS, undefined, { signal: opts.signal })
+    }
+  }
+
+  private progress(kind: DevnetProgress['kind'], message: string, node?: string): void {
+    this.hooks.onProgress?.(node ? { kind, message, node } : { kind, message })
+  }
+
+  private async reload(): Promise<void> {
+    this.state = await loadState(this.state.dir)
+  }
+
+  /** Start the named nodes detached with their recorded arguments, record their pids, return the children. */
+  private async spawn(names: string[]): Promise<Map<string, ChildProcess>> {
+    const passphrase = (await readFile(join(this.dir, PASSPHRASE_FILE), 'utf8')).trim()
+    const command = this.hooks.command ?? [process.execPath, findIcnBin()]
+    const env = { ...process.env, ...this.hooks.env, ICN_PASSPHRASE: passphrase }
+    const children = new Map<string, ChildProcess>()
+    try {
+      for (const name of names) {
+        const node = this.node(name)
+        const child = spawnDetached(command, node.args, {
+          logFile: node.log,
+          env,
+          cwd: this.dir,
+          banner: `--- icn devnet: starting ${name} at ${new Date().toISOString()} ---\n`,
+        })
+        if (!child.pid) throw new Error(`cannot start ${name}: ${command.join(' ')} did not run`)
+        node.pid = child.pid
+        children.set(name, child)
+        this.progress('start', `${name} started (pid ${child.pid})`, name)
+      }
+    } finally {
+      delete this.state.stoppedAt
+      await writeState(this.state)
+    }
+    return children
+  }
+
+  private async exitedError(node: DevnetNodeState, how?: string): Promise<NodeExitedError> {
+    const tail = await tailLog(node.log, LOG_TAIL_LINES)
+    return new NodeExitedError(
+      node.name,
+      `${node.name} (pid ${node.pid}) exited${how ? ` with ${how}` : ''} before it was ready and connected; ` +
+        `last lines of ${node.log}:\n${indent(tail)}\n${this.leftRunningHint()}`,
+    )
+  }
+
+  private async timeoutError(
+    timeoutMs: number,
+    pending: {
+      node: DevnetNodeState
+      probe: NodeProbe
+      expected: number
+      missing: string[]
+    }[],
+  ): Promise<DevnetTimeoutError> {
+    const lines = [`not every node was ready and connected within ${timeoutMs / 1000} s:`]
+    for (const p of pending)
+      lines.push(
+        p.probe.ready
+          ? `  ${p.node.name}: ready, connected to ${p.expected - p.missing.length}/${p.expected} ` +
+              `(missing ${p.missing.join(', ')}${p.probe.peersProblem ? `; ${p.probe.peersProblem}` : ''})`
+          : `  ${p.node.name}: not ready (${p.probe.readyDetail})`,
+      )
+    for (const p of pending) {
+      lines.push(`--- ${p.node.name}: last lines of ${p.node.log} ---`)
+      lines.push(indent(await tailLog(p.node.log, LOG_TAIL_LINES)))
+    }
+    lines.push(this.leftRunningHint())
+    return new DevnetTimeoutError(
+      pending.map((p) => p.node.name),
+      lines.join('\n'),
+    )
+  }
+
+  private leftRunningHint(): string {
+    const dir = quote(this.dir)
+    return (
+      `The nodes are left running so you can look: \`icn devnet status --dir ${dir}\`; ` +
+      `stop them with \`icn devnet down --dir ${dir}\`.`
+    )
+  }
+
+  /** Remove what the devnet created in its folder (never anything else) and drop its databases. */
+  private async removeFiles(): Promise<void> {
+    const st = this.state
+    if (st.store === 'postgres' && st.pgUrl) {
+      const names = st.nodes.map((n) =>
+        n.pgUrl ? decodeURIComponent(new URL(n.pgUrl).pathname.slice(1)) : '',
+      )
+      await dropDatabases(
+        st.pgUrl,
+        names.filter((n) => n),
+      )
+    }
+    for (const n of st.nodes)
+      if (dirname(n.dataDir) === st.dir) await rm(n.dataDir, { recursive: true, force: true })
+    for (const f of [PASSPHRASE_FILE, GENESIS_FILE, STATE_FILE]) await rm(join(st.dir, f), { force: true })
+  }
+}
+
+/** Make the folders, identities, databases and genesis of a new devnet and record it (no process yet). */
+async function createDevnet(s: DevnetSettings, hooks: DevnetHooks): Promise<DevnetState> {
+  const dir = s.dir
+  const count = s.nodes ?? DEFAULT_DEVNET_NODES
+  const names = Array.from({ length: count }, (_, i) => `node${i + 1}`)
+  const clash = [PASSPHRASE_FILE, GENESIS_FILE, ...names].filter((f) => existsSync(join(dir, f)))
+  if (clash.length > 0) throw new DevnetDirNotEmptyError(dir, clash)
+  const say = (message: string): void => hooks.onProgress?.({ kind: 'create', message })
+
+  let ports: number[]
+  if (s.basePort !== undefined) {
+    ports = Array.from({ length: 2 * count }, (_, i) => s.basePort! + i)
+    await checkPortsFree(ports)
+  } else {
+    ports = await freePorts(2 * count)
+  }
+  const genesis = join(dir, GENESIS_FILE)
+  try {
+    say(`creating a devnet of ${plural(count, 'node')} in ${dir}`)
+    const passphrase = randomBytes(24).toString('base64url')
+    await writeSecretFile(join(dir, PASSPHRASE_FILE), `${passphrase}\n`)
+    const dbs = s.store === 'postgres' ? names.map((name) => nodeDatabaseUrl(s.pgUrl!, name)) : undefined
+    if (dbs) {
+      say(`creating databases ${dbs.map((d) => d.database).join(', ')}`)
+      await createDatabases(
+        s.pgUrl!,
+        dbs.map((d) => d.database),
+      )
+    }
+    const inits = await Promise.all(
+      names.map((name, i) =>
+        initDataDir(
+          {
+            dataDir: join(dir, name),
+            store: s.store,
+            pgUrl: dbs?.[i]?.url,
+            apiListen: `127.0.0.1:${ports[2 * i]}`,
+          },
+          passphrase,
+          { N: DEVNET_KDF_N },
+        ),
+      ),
+    )
+    const dids = inits.map((r) => r.did)
+    const { peerIdFromDid } = await import('../network/index.js')
+    const { createGenesis, writeGenesisFile } = await import('../federation/index.js')
+    const founder = await unlockIdentity(join(dir, names[0]!), passphrase)
+    const federation = createGenesis(founder, {
+      name: DEVNET_FEDERATION_NAME,
+      members: dids,
+      nodes: dids,
+    })
+    await writeGenesisFile(genesis, federation)
+    say(`federation ${federation.id} (genesis ${genesis})`)
+
+    const base = inits.map((r, i) => {
+      const peerId = peerIdFromDid(r.did).toString()
+      return {
+        name: names[i]!,
+        dataDir: r.dataDir,
+        did: r.did,
+        peerId,
+        apiKey: r.apiKey,
+        apiPort: ports[2 * i]!,
+        p2pPort: ports[2 * i + 1]!,
+        p2pAddr: `/ip4/127.0.0.1/tcp/${ports[2 * i + 1]}/p2p/${peerId}`,
+        pgUrl: dbs?.[i]?.url,
+      }
+    })
+    const nodes: DevnetNodeState[] = base.map((b) => ({
+      name: b.name,
+      dataDir: b.dataDir,
+      did: b.did,
+      peerId: b.peerId,
+      apiUrl: `http://127.0.0.1:${b.apiPort}`,
+      apiKey: b.apiKey,
+      p2pAddr: b.p2pAddr,
+      pid: null,
+      args: [
+        'node',
+        'start',
+        '--data-dir',
+        b.dataDir,
+        '--genesis',
+        genesis,
+        '--p2p-listen',
+        `/ip4/127.0.0.1/tcp/${b.p2pPort}`,
+        ...base.filter((o) => o !== b).flatMap((o) => ['--bootstrap', o.p2pAddr]),
+        '--api-listen',
+        `127.0.0.1:${b.apiPort}`,
+        '--json',
+      ],
+      ...(b.pgUrl ? { pgUrl: b.pgUrl } : {}),
+      log: join(b.dataDir, NODE_LOG_FILE),
+    }))
+    const state: DevnetState = {
+      version: 1,
+      name: DEVNET_FEDERATION_NAME,
+      createdAt: new Date().toISOString(),
+      dir,
+      genesis,
+      federation: federation.id,
+      store: s.store,
+      ...(s.pgUrl ? { pgUrl: s.pgUrl } : {}),
+      nodes,
+    }
+    await writeState(state)
+    return state
+  } catch (err) {
+    // Leave the folder as it was: nothing half-made that would block the next `up`.
+    for (const name of names) await rm(join(dir, name), { recursive: true, force: true })
+    for (const f of [PASSPHRASE_FILE, GENESIS_FILE]) await rm(join(dir, f), { force: true })
+    throw err
+  }
+}
+
+function plural(n: number, word: string): string {
+  return `${n} ${word}${n === 1 ? '' : 's'}`
+}
+
+function indent(lines: string[]): string {
+  return lines.length > 0 ? lines.map((l) => `    ${l}`).join('\n') : '    (empty)'
+}
+
+function quote(path: string): string {
+  return /^[\w./-]+$/.test(path) ? path : `'${path.replace(/'/g, "'\\''")}'`
+}

@@ -1,0 +1,205 @@
+import * as dagCbor from '@ipld/dag-cbor'
+import { type Message, TopicValidatorResult } from '@libp2p/gossipsub'
+import type { PeerId } from '@libp2p/interface'
+import { type Block, type BlockStore, type CommitEvent, DAG_CBOR, MAX_BLOCK_BYTES } from '../dag/index.js'
+import type { Logger, Metrics } from '../observability/index.js'
+import { InvalidMessageError, type RejectReason } from './errors.js'
+import type { IcnLibp2p } from './host.js'
+import { decodeAnnouncement, encodeAnnouncement, MAX_BLOCKS_PER_ANNOUNCEMENT } from './messages.js'
+
+/** The federation's block topic: every signed block, announced by its author's node as it is written. */
+export function blocksTopic(federationId: string): string {
+  return `/icn/${federationId}/blocks/1`
+}
+
+/** Store error codes mapped to gossip rejection reasons (each also a penalty for the sender). */
+const REASONS: Record<string, RejectReason> = {
+  BLOCK_TOO_LARGE: 'oversized',
+  CID_MISMATCH: 'bad_cid',
+  INVALID_CID: 'bad_cid',
+  MALFORMED_BLOCK: 'malformed',
+  INVALID_SIGNATURE: 'bad_signature',
+  PREV_MISMATCH: 'chain',
+  UNANCHORED_CHUNK: 'not_signed',
+}
+
+/** Room left in a message for its framing around the blocks. */
+const FRAMING_BYTES = 1024
+
+export interface GossipComponents {
+  libp2p: IcnLibp2p
+  store: BlockStore
+  logger: Logger
+  metrics: Metrics
+  /** Is this DID one of the federation's nodes? Only their blocks travel. */
+  isNode: (did: string) => boolean
+  /** A valid block arrived whose chain has a gap here: fetch the chain up to `seq` from `peer`. */
+  onGap: (peer: PeerId, chain: string, seq: number) => void
+  onReceived: (peer: string, blocks: number) => void
+}
+
+/**
+ * Block gossip. Outbound: blocks this node stores from its own writers, the API or an import are announced in
+ * batches (what one turn of the event loop stored goes out together, split by the message size limit).
+ * Inbound: the topic validator decodes each message and hands its blocks to the store, which checks size, CID,
+ * encoding, signature and chain rules; the message is forwarded only if they pass, and a failure is a Reject
+ * that gossipsub counts against the sender's score.
+ */
+export class BlockGossip {
+  readonly topic: string
+  private pending: Block[] = []
+  private flushScheduled = false
+  private unsubscribe?: () => void
+  private stopped = false
+
+  constructor(
+    federationId: string,
+    private readonly maxMessageBytes: number,
+    private readonly c: GossipComponents,
+  ) {
+    this.topic = blocksTopic(federationId)
+  }
+
+  start(): void {
+    const pubsub = this.c.libp2p.services.pubsub
+    pubsub.topicValidators.set(this.topic, (peer, msg) => this.validate(peer, msg))
+    pubsub.subscribe(this.topic)
+    this.unsubscribe = this.c.store.onCommit((e) => this.onCommit(e))
+  }
+
+  stop(): void {
+    this.stopped = true
+    this.unsubscribe?.()
+    const pubsub = this.c.libp2p.services.pubsub
+    pubsub.topicValidators.delete(this.topic)
+    try {
+      pubsub.unsubscribe(this.topic)
+    } catch {
+      // already stopped
+    }
+  }
+
+  /** Blocks written here (not those that came from peers: gossip forwards those itself). */
+  private onCommit(e: CommitEvent): void {
+    if (e.source === 'gossip' || e.source === 'sync' || this.stopped) return
+    for (const b of e.blocks)
+      if (b.kind === 'signed' && b.status === 'stored' && b.author && this.c.isNode(b.author))
+        this.pending.push({ cid: b.cid, bytes: b.bytes })
+    if (this.pending.length > 0 && !this.flushScheduled) {
+      this.flushScheduled = true
+      setImmediate(() => void this.flush())
+    }
+  }
+
+  private async flush(): Promise<void> {
+    this.flushScheduled = false
+    const blocks = this.pending
+    this.pending = []
+    if (this.stopped) return
+    try {
+      for (const batch of this.batches(blocks)) await this.publish(batch)
+    } catch (err) {
+      // Not lost: peers fetch what they lack at the next anti-entropy round.
+      this.c.logger.warn(
+        { err, blocks: blocks.length },
+        'announcing blocks failed; anti-entropy will carry them',
+      )
+    }
+  }
+
+  /** Split into messages under the size limit; a block too big for any message is left to anti-entropy. */
+  private *batches(blocks: Block[]): Generator<Block[]> {
+    const budget = this.maxMessageBytes - FRAMING_BYTES
+    let batch: Block[] = []
+    let size = 0
+    for (const b of blocks) {
+      const cost = b.bytes.length + 64
+      if (cost > budget) {
+        this.c.logger.debug({ cid: b.cid.toString(), bytes: b.bytes.length }, 'block too big for gossip')
+        continue
+      }
+      if (batch.length > 0 && (size + cost > budget || batch.length >= MAX_BLOCKS_PER_ANNOUNCEMENT)) {
+        yield batch
+        batch = []
+        size = 0
+      }
+      batch.push(b)
+      size += cost
+    }
+    if (batch.length > 0) yield batch
+  }
+
+  private async publish(blocks: Block[]): Promise<void> {
+    const data = encodeAnnouncement(blocks)
+    await this.c.libp2p.services.pubsub.publish(this.topic, data)
+    this.c.metrics.gossipMessages.inc({ direction: 'out' })
+    this.c.metrics.gossipBlocks.inc({ direction: 'out' }, blocks.length)
+  }
+
+  /** The topic validator: every check, then the store; Accept only what the store took (or will, after a gap). */
+  private async validate(peer: PeerId, msg: Message): Promise<TopicValidatorResult> {
+    this.c.metrics.gossipMessages.inc({ direction: 'in' })
+    const from = peer.toString()
+    try {
+      const ann = decodeAnnouncement(msg.data, this.maxMessageBytes)
+      for (const b of ann.blocks) this.checkAuthor(b)
+      try {
+        await this.c.store.putMany(ann.blocks, { source: 'gossip', peer: from })
+      } catch (err) {
+        const code = (err as { code?: string }).code ?? ''
+        if (code === 'CHAIN_GAP') {
+          // Every block passed its own checks (the gap is found after them): forward it, and fetch the gap.
+          const last = lastOfChains(ann.blocks)
+          for (const [chain, seq] of last) this.c.onGap(peer, chain, seq)
+          this.c.onReceived(from, 0)
+          return TopicValidatorResult.Accept
+        }
+        const reason = REASONS[code]
+        if (reason) throw new InvalidMessageError(reason, (err as Error).message, { cause: err })
+        throw err
+      }
+      this.c.onReceived(from, ann.blocks.length)
+      this.c.metrics.gossipBlocks.inc({ direction: 'in' }, ann.blocks.length)
+      return TopicValidatorResult.Accept
+    } catch (err) {
+      if (err instanceof InvalidMessageError) {
+        this.c.metrics.gossipRejected.inc({ reason: err.reason })
+        this.c.logger.warn({ peer: from, reason: err.reason, err: err.message }, 'gossip message rejected')
+        return TopicValidatorResult.Reject
+      }
+      // Our failure (store down, stopping): not the sender's fault, so no penalty; anti-entropy catches up.
+      this.c.metrics.gossipRejected.inc({ reason: 'store_unavailable' })
+      this.c.logger.warn({ peer: from, err }, 'gossip message ignored: could not store it')
+      return TopicValidatorResult.Ignore
+    }
+  }
+
+  /** Only signed blocks by federation nodes travel by gossip; checked before any signature work. */
+  private checkAuthor(b: Block): void {
+    if (b.cid.code !== DAG_CBOR)
+      throw new InvalidMessageError('not_signed', 'gossip carries signed blocks only')
+    if (b.bytes.length > MAX_BLOCK_BYTES)
+      throw new InvalidMessageError('oversized', 'block over the size limit')
+    let author: unknown
+    try {
+      author = (dagCbor.decode(b.bytes) as { author?: unknown })?.author
+    } catch (err) {
+      throw new InvalidMessageError('malformed', `block ${b.cid} is not DAG-CBOR`, { cause: err })
+    }
+    if (typeof author !== 'string' || !this.c.isNode(author))
+      throw new InvalidMessageError(
+        'unknown_author',
+        `block ${b.cid} is by ${String(author).slice(0, 80)}, not a federation node`,
+      )
+  }
+}
+
+/** Highest seq per chain among the blocks (decoded again: only reached after a gap, which is rare). */
+function lastOfChains(blocks: Block[]): Map<string, number> {
+  const out = new Map<string, number>()
+  for (const b of blocks) {
+    const { chain, seq } = dagCbor.decode(b.bytes) as { chain: string; seq: number }
+    if ((out.get(chain) ?? -1) < seq) out.set(chain, seq)
+  }
+  return out
+}

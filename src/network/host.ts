@@ -1,0 +1,134 @@
+import { createHash } from 'node:crypto'
+import { readFile } from 'node:fs/promises'
+import { gossipsub, StrictNoSign } from '@libp2p/gossipsub'
+import { createTopicScoreParams } from '@libp2p/gossipsub/score'
+import { identify } from '@libp2p/identify'
+import type { ConnectionGater, Libp2p, PeerId, PrivateKey } from '@libp2p/interface'
+import { noise } from '@libp2p/noise'
+import { ping } from '@libp2p/ping'
+import { preSharedKey } from '@libp2p/pnet'
+import { tcp } from '@libp2p/tcp'
+import { yamux } from '@libp2p/yamux'
+import { type Multiaddr, multiaddr } from '@multiformats/multiaddr'
+import { createLibp2p } from 'libp2p'
+import { NetworkConfigError } from './errors.js'
+
+/** Largest gossip RPC frame accepted (the message limit is checked per message by the validator). */
+const MAX_GOSSIP_FRAME = 16 * 1024 * 1024 + 64 * 1024
+
+export interface HostOptions {
+  privateKey: PrivateKey
+  listen: string[]
+  /** Peer ids (strings) allowed to connect; every other peer is refused by the connection gater. */
+  allowed: Set<string>
+  /** Pre-shared key file content (libp2p swarm.key format), for a private network. */
+  psk?: Uint8Array
+  /** The gossip topic, to give it score parameters: invalid messages count against their sender. */
+  topic: string
+}
+
+export type IcnServices = {
+  pubsub: ReturnType<ReturnType<typeof gossipsub>>
+  identify: ReturnType<ReturnType<typeof identify>>
+  ping: ReturnType<ReturnType<typeof ping>>
+}
+
+export type IcnLibp2p = Libp2p<IcnServices>
+
+/** Parse multiaddrs given as options; throws NetworkConfigError naming the flag. */
+export function parseMultiaddrs(values: string[], flag: string): Multiaddr[] {
+  return values.map((v) => {
+    try {
+      return multiaddr(v)
+    } catch (err) {
+      throw new NetworkConfigError(
+        `${flag} ${JSON.stringify(v)} is not a multiaddr (e.g. /ip4/127.0.0.1/tcp/7421)`,
+        {
+          cause: err,
+        },
+      )
+    }
+  })
+}
+
+/** Read a pre-shared key file (swarm.key format, made by `icn federation psk`). */
+export async function readPskFile(path: string): Promise<Uint8Array> {
+  let bytes: Buffer
+  try {
+    bytes = await readFile(path)
+  } catch (err) {
+    throw new NetworkConfigError(`cannot read pre-shared key file ${path}: ${(err as Error).message}`)
+  }
+  if (!bytes.toString('utf8').startsWith('/key/swarm/psk/1.0.0/'))
+    throw new NetworkConfigError(`${path} is not a libp2p pre-shared key file (/key/swarm/psk/1.0.0/)`)
+  return new Uint8Array(bytes)
+}
+
+/** A gater that lets only the federation's nodes connect, in either direction. */
+export function federationGater(allowed: Set<string>): ConnectionGater {
+  const deny = (peer: PeerId): boolean => !allowed.has(peer.toString())
+  return {
+    denyDialPeer: deny,
+    denyInboundEncryptedConnection: deny,
+    denyOutboundEncryptedConnection: deny,
+    denyInboundUpgradedConnection: deny,
+    denyOutboundUpgradedConnection: deny,
+  }
+}
+
+/** The gossip message id: the hash of the message bytes (signed blocks need no libp2p message signature). */
+function messageId(data: Uint8Array | undefined): Buffer {
+  return createHash('sha256')
+    .update(data ?? new Uint8Array(0))
+    .digest()
+}
+
+/**
+ * The libp2p host of a federation node: TCP, Noise, Yamux, identify, ping and gossipsub, behind the federation
+ * gater and, optionally, a pre-shared key. Not started.
+ */
+export async function createHost(opts: HostOptions): Promise<IcnLibp2p> {
+  parseMultiaddrs(opts.listen, '--p2p-listen')
+  return createLibp2p({
+    privateKey: opts.privateKey,
+    start: false,
+    addresses: { listen: opts.listen },
+    transports: [tcp()],
+    connectionEncrypters: [noise()],
+    streamMuxers: [yamux()],
+    connectionGater: federationGater(opts.allowed),
+    ...(opts.psk ? { connectionProtector: preSharedKey({ psk: opts.psk }) } : {}),
+    // A loaded peer is slow, not gone: the network's own peer health closes connections after repeated ping
+    // failures and re-dials them (libp2p alone would close them and never come back).
+    connectionMonitor: { abortConnectionOnPingFailure: false },
+    services: {
+      identify: identify(),
+      ping: ping(),
+      pubsub: gossipsub({
+        globalSignaturePolicy: StrictNoSign,
+        msgIdFn: (msg) => new Uint8Array(messageId(msg.data)),
+        // Duplicates (each node gets several copies) are dropped by this id before any decoding.
+        fastMsgIdFn: (msg) => messageId(msg.data).toString('base64'),
+        allowPublishToZeroTopicPeers: true,
+        emitSelf: false,
+        maxInboundDataLength: MAX_GOSSIP_FRAME,
+        scoreParams: {
+          // Every peer passed the membership gater, so many nodes on one host are expected, not a Sybil.
+          IPColocationFactorWeight: 0,
+          topics: {
+            [opts.topic]: createTopicScoreParams({
+              topicWeight: 1,
+              timeInMeshWeight: 0.01,
+              firstMessageDeliveriesWeight: 0,
+              meshMessageDeliveriesWeight: 0,
+              meshFailurePenaltyWeight: 0,
+              // Each invalid message costs its sender (count^2 x 10); three put a peer below the graylist.
+              invalidMessageDeliveriesWeight: -10,
+              invalidMessageDeliveriesDecay: 0.99,
+            }),
+          },
+        },
+      }),
+    },
+  }) as Promise<IcnLibp2p>
+}

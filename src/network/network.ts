@@ -1,0 +1,239 @@
+import { EventEmitter } from 'node:events'
+import type { PeerId } from '@libp2p/interface'
+import { peerIdFromString } from '@libp2p/peer-id'
+import { multiaddr } from '@multiformats/multiaddr'
+import { type BlockStore, chainWriter } from '../dag/index.js'
+import type { Signer } from '../identity/index.js'
+import type { Logger, Metrics } from '../observability/index.js'
+import { NetworkConfigError } from './errors.js'
+import { BlockExchange } from './exchange.js'
+import { BlockGossip } from './gossip.js'
+import { createHost, type IcnLibp2p, parseMultiaddrs } from './host.js'
+import { libp2pKeyFor, peerIdFromDid } from './peer-id.js'
+import { DEFAULT_PEER_OPTIONS, type PeerHealth, PeerManager, type PeerOptions } from './peers.js'
+import { Synchronizer, type SyncRound } from './sync.js'
+
+/** The parts of a federation the network needs (the federation module's `Federation` fits). */
+export interface NetworkFederation {
+  id: string
+  nodes: string[]
+  parameters: {
+    syncIntervalMs: number
+    maxMessageBytes: number
+    maxBlocksPerResponse: number
+    maxResponseBytes: number
+  }
+}
+
+export interface NetworkOptions {
+  listen: string[]
+  bootstrap: string[]
+  /** Pre-shared key file content (swarm.key format). */
+  psk?: Uint8Array
+  peers?: Partial<PeerOptions>
+}
+
+export interface NetworkComponents {
+  signer: Signer
+  store: BlockStore
+  federation: NetworkFederation
+  logger: Logger
+  metrics: Metrics
+}
+
+export interface NetworkEvents {
+  'peer:connected': [PeerHealth]
+  'peer:disconnected': [PeerHealth]
+}
+
+/**
+ * The federation network of one node: a libp2p host that only federation nodes can reach, block gossip,
+ * the block-exchange protocol, anti-entropy and peer health with re-dialing.
+ */
+export class Network extends EventEmitter<NetworkEvents> {
+  readonly peerId: PeerId
+  private readonly nodes: Set<string>
+  private libp2p?: IcnLibp2p
+  private gossip?: BlockGossip
+  private exchange?: BlockExchange
+  private sync?: Synchronizer
+  private peerManager?: PeerManager
+  private readonly log: Logger
+
+  constructor(
+    private readonly options: NetworkOptions,
+    private readonly c: NetworkComponents,
+  ) {
+    super()
+    this.peerId = peerIdFromDid(c.signer.did)
+    this.nodes = new Set(c.federation.nodes)
+    this.log = c.logger
+    parseMultiaddrs(options.listen, '--p2p-listen')
+    for (const [i, a] of parseMultiaddrs(options.bootstrap, '--bootstrap').entries()) {
+      const id = a.getComponents().find((c) => c.name === 'p2p')?.value
+      if (!id)
+        throw new NetworkConfigError(
+          `--bootstrap ${options.bootstrap[i]} has no /p2p/PEER_ID part (the peer id of a federation node)`,
+        )
+    }
+  }
+
+  get federationId(): string {
+    return this.c.federation.id
+  }
+
+  /** Listen addresses with this node's peer id, as other nodes dial them. */
+  get listenAddrs(): string[] {
+    return this.libp2p?.getMultiaddrs().map((a) => a.toString()) ?? []
+  }
+
+  isNode(did: string): boolean {
+    return this.nodes.has(did)
+  }
+
+  isFederationChain(chain: string): boolean {
+    return this.nodes.has(chainWriter(chain))
+  }
+
+  async start(): Promise<void> {
+    const { federation, logger, metrics, store, signer } = this.c
+    const params = federation.parameters
+    const others = federation.nodes.filter((d) => d !== signer.did).map((d) => peerIdFromDid(d))
+    const allowed = new Set(others.map((p) => p.toString()))
+    const libp2p = await createHost({
+      privateKey: libp2pKeyFor(signer),
+      listen: this.options.listen,
+      allowed,
+      psk: this.options.psk,
+      topic: `/icn/${federation.id}/blocks/1`,
+    })
+    this.libp2p = libp2p
+    const peerManager = new PeerManager(
+      { ...DEFAULT_PEER_OPTIONS, ...this.options.peers },
+      {
+        libp2p,
+        logger: logger.child({ module: 'peers' }),
+        metrics,
+        members: others,
+        events: {
+          connected: (p) => {
+            this.emit('peer:connected', p)
+            const id = peerIdFromString(p.peerId)
+            void this.sync?.syncWith(id)
+          },
+          disconnected: (p) => {
+            this.exchange?.forget(p.peerId)
+            this.emit('peer:disconnected', p)
+          },
+        },
+      },
+    )
+    this.peerManager = peerManager
+    this.exchange = new BlockExchange(
+      { maxBlocksPerResponse: params.maxBlocksPerResponse, maxResponseBytes: params.maxResponseBytes },
+      {
+        libp2p,
+        store,
+        logger: logger.child({ module: 'exchange' }),
+        metrics,
+        isFederationChain: (chain) => this.isFederationChain(chain),
+        knownPeers: () => this.knownAddresses,
+        onSent: (peer, n) => peerManager.sent(peer, n),
+      },
+    )
+    this.sync = new Synchronizer(
+      { intervalMs: params.syncIntervalMs, pageSize: params.maxBlocksPerResponse },
+      {
+        store,
+        exchange: this.exchange,
+        logger: logger.child({ module: 'sync' }),
+        metrics,
+        isFederationChain: (chain) => this.isFederationChain(chain),
+        peers: () => peerManager.connectedPeers(),
+        onReceived: (peer, n) => peerManager.received(peer, n),
+        onPeerAddresses: (list) => void this.learnAddresses(list),
+      },
+    )
+    this.gossip = new BlockGossip(federation.id, params.maxMessageBytes, {
+      libp2p,
+      store,
+      logger: logger.child({ module: 'gossip' }),
+      metrics,
+      isNode: (did) => this.isNode(did),
+      onGap: (peer, chain, seq) => this.sync?.fill(peer, chain, seq),
+      onReceived: (peer, n) => peerManager.received(peer, n),
+    })
+
+    await libp2p.start()
+    await this.exchange.start()
+    this.gossip.start()
+    for (const a of parseMultiaddrs(this.options.bootstrap, '--bootstrap')) {
+      const id = peerIdFromString(a.getComponents().find((c) => c.name === 'p2p')!.value!)
+      if (!allowed.has(id.toString())) {
+        this.log.warn({ addr: a.toString() }, 'bootstrap address is not a node of this federation: ignored')
+        continue
+      }
+      await peerManager.addAddresses(id, [a])
+    }
+    peerManager.start()
+    this.sync.start()
+    await this.refreshKnownAddresses()
+    this.log.info(
+      {
+        peerId: this.peerId.toString(),
+        listen: this.listenAddrs,
+        federation: federation.id,
+        nodes: others.length,
+      },
+      'network started',
+    )
+  }
+
+  async stop(): Promise<void> {
+    this.sync?.stop()
+    this.peerManager?.stop()
+    this.gossip?.stop()
+    await this.exchange?.stop()
+    try {
+      await this.libp2p?.stop()
+    } catch (err) {
+      this.log.warn({ err }, 'libp2p stop failed')
+    }
+  }
+
+  async peers(): Promise<PeerHealth[]> {
+    return this.peerManager ? this.peerManager.list() : []
+  }
+
+  /** Run one anti-entropy round with every connected peer now (tests, operators). */
+  async syncNow(): Promise<(SyncRound | undefined)[]> {
+    if (!this.sync || !this.peerManager) return []
+    return Promise.all(this.peerManager.connectedPeers().map((p) => this.sync!.syncWith(p)))
+  }
+
+  private knownAddresses: { peerId: string; addrs: string[] }[] = []
+
+  private async refreshKnownAddresses(): Promise<void> {
+    if (this.peerManager) this.knownAddresses = await this.peerManager.knownAddresses()
+  }
+
+  private async learnAddresses(list: { peerId: string; addrs: string[] }[]): Promise<void> {
+    for (const p of list) {
+      if (p.peerId === this.peerId.toString() || !this.peerManager?.isMember(p.peerId)) continue
+      const addrs = []
+      for (const a of p.addrs) {
+        try {
+          addrs.push(multiaddr(a))
+        } catch {
+          // a peer's bad address is skipped, not fatal
+        }
+      }
+      try {
+        await this.peerManager.addAddresses(peerIdFromString(p.peerId), addrs)
+      } catch {
+        // unknown or malformed peer id: skipped
+      }
+    }
+    await this.refreshKnownAddresses()
+  }
+}

@@ -1,0 +1,222 @@
+import type { PeerId } from '@libp2p/interface'
+import { type Block, type BlockStore, type CID, type CommitEvent, RAW } from '../dag/index.js'
+import type { Logger, Metrics } from '../observability/index.js'
+import type { BlockExchange } from './exchange.js'
+import type { HeadInfo } from './messages.js'
+
+export interface SyncComponents {
+  store: BlockStore
+  exchange: BlockExchange
+  logger: Logger
+  metrics: Metrics
+  isFederationChain: (chain: string) => boolean
+  /** Peers to compare with at each round (connected federation peers). */
+  peers: () => PeerId[]
+  onReceived: (peer: string, blocks: number) => void
+  /** Addresses learnt from a peer's `peers` reply. */
+  onPeerAddresses: (peers: { peerId: string; addrs: string[] }[]) => void
+}
+
+export interface SyncOptions {
+  intervalMs: number
+  pageSize: number
+}
+
+/** What one anti-entropy round with a peer did. */
+export interface SyncRound {
+  peer: string
+  chainsBehind: number
+  fetched: number
+  lag: number
+}
+
+/**
+ * Anti-entropy and gap filling. With each peer, on connect and every `intervalMs`: fetch its chain heads, and
+ * for every federation chain where it is ahead, fetch the missing blocks in pages (the next page is requested
+ * while the last is stored). A different block at a position both hold is fetched too: the store keeps it as
+ * evidence of equivocation. Raw chunks linked by synced or gossiped blocks are fetched after them.
+ */
+export class Synchronizer {
+  private timer?: NodeJS.Timeout
+  private readonly running = new Map<string, Promise<SyncRound | undefined>>()
+  private readonly filling = new Map<string, { peer: PeerId; seq: number; run: Promise<void> }>()
+  private readonly controller = new AbortController()
+  private unsubscribe?: () => void
+
+  constructor(
+    private readonly opts: SyncOptions,
+    private readonly c: SyncComponents,
+  ) {}
+
+  start(): void {
+    this.timer = setInterval(() => {
+      for (const peer of this.c.peers()) void this.syncWith(peer)
+    }, this.opts.intervalMs)
+    this.timer.unref()
+    this.unsubscribe = this.c.store.onCommit((e) => this.fetchChunksOf(e))
+  }
+
+  stop(): void {
+    clearInterval(this.timer)
+    this.unsubscribe?.()
+    this.controller.abort()
+  }
+
+  /** One anti-entropy round with a peer; rounds with one peer never overlap. Never throws. */
+  syncWith(peer: PeerId): Promise<SyncRound | undefined> {
+    const key = peer.toString()
+    const existing = this.running.get(key)
+    if (existing) return existing
+    const run = this.round(peer)
+      .catch((err: unknown) => {
+        if (!this.controller.signal.aborted)
+          this.c.logger.info({ peer: key, err: (err as Error).message }, 'anti-entropy round failed')
+        return undefined
+      })
+      .finally(() => this.running.delete(key))
+    this.running.set(key, run)
+    return run
+  }
+
+  /** A gossiped block showed a gap: fetch its chain from `peer` up to `seq` (one fill per chain at a time). */
+  fill(peer: PeerId, chain: string, seq: number): void {
+    const current = this.filling.get(chain)
+    if (current) {
+      current.seq = Math.max(current.seq, seq)
+      return
+    }
+    const entry = { peer, seq, run: Promise.resolve() }
+    entry.run = (async () => {
+      try {
+        for (;;) {
+          const target = entry.seq
+          const head = await this.c.store.chainHead(chain)
+          if (head && head.seq >= target) return
+          await this.fetchChain(entry.peer, chain, head ? head.seq + 1 : 0, target)
+          if (entry.seq === target) return
+        }
+      } catch (err) {
+        if (!this.controller.signal.aborted)
+          this.c.logger.info({ peer: peer.toString(), chain, err: (err as Error).message }, 'gap fill failed')
+      } finally {
+        this.filling.delete(chain)
+      }
+    })()
+    this.filling.set(chain, entry)
+  }
+
+  private async round(peer: PeerId): Promise<SyncRound> {
+    const signal = this.controller.signal
+    const key = peer.toString()
+    const theirs = (await this.c.exchange.heads(peer, signal)).filter((h) =>
+      this.c.isFederationChain(h.chain),
+    )
+    const ours = new Map((await this.c.store.chainHeads()).map((h) => [h.chain, h]))
+    const behind: { head: HeadInfo; from: number }[] = []
+    let lag = 0
+    for (const h of theirs) {
+      const mine = ours.get(h.chain)
+      if (!mine || mine.seq < h.seq) {
+        behind.push({ head: h, from: mine ? mine.seq + 1 : 0 })
+        lag += h.seq - (mine?.seq ?? -1)
+      } else {
+        // Both hold position h.seq: a different block there is an equivocation, kept as evidence.
+        const at = mine.seq === h.seq ? mine.cid : await this.c.store.chainEntry(h.chain, h.seq)
+        if (at && !at.equals(h.cid)) await this.fetchEvidence(peer, [h.cid])
+      }
+    }
+    this.c.metrics.syncLag.set({ peer: key }, lag)
+    let fetched = 0
+    for (const { head, from } of behind) {
+      fetched += await this.fetchChain(peer, head.chain, from, head.seq)
+      this.c.metrics.syncLag.set({ peer: key }, Math.max(0, lag - fetched))
+    }
+    this.c.metrics.syncLag.set({ peer: key }, 0)
+    try {
+      this.c.onPeerAddresses(await this.c.exchange.peers(peer, signal))
+    } catch (err) {
+      this.c.logger.debug({ peer: key, err }, 'peers request failed')
+    }
+    if (fetched > 0) this.c.logger.info({ peer: key, chains: behind.length, fetched }, 'caught up from peer')
+    return { peer: key, chainsBehind: behind.length, fetched, lag }
+  }
+
+  /** Fetch and store positions from..to of a chain; the next page is requested while this one is stored. */
+  private async fetchChain(peer: PeerId, chain: string, from: number, to: number): Promise<number> {
+    const signal = this.controller.signal
+    const key = peer.toString()
+    const page = this.opts.pageSize
+    // Marked as handled at once: a page that fails while the previous one is being stored must not count as
+    // an unhandled rejection; it is awaited (and its error thrown) at the next turn of the loop.
+    const request = (start: number): Promise<Block[]> => {
+      const p = this.c.exchange.range(peer, chain, start, Math.min(page, to - start + 1), signal)
+      p.catch(() => {})
+      return p
+    }
+    let next = request(from)
+    let fetched = 0
+    let at = from
+    for (;;) {
+      const blocks = await next
+      if (blocks.length === 0) break
+      at += blocks.length
+      const more = at <= to
+      if (more) next = request(at)
+      try {
+        await this.c.store.putMany(blocks, { source: 'sync', peer: key, signal })
+      } catch (err) {
+        if ((err as { code?: string }).code === 'PREV_MISMATCH') {
+          // The peer's chain forks from ours below its head: fetch its block at our head, kept as evidence.
+          const head = await this.c.store.chainHead(chain)
+          if (head) {
+            const theirs = await this.c.exchange.range(peer, chain, head.seq, 1, signal)
+            await this.fetchEvidenceBlocks(key, theirs)
+          }
+        }
+        throw err
+      }
+      fetched += blocks.length
+      this.c.metrics.syncBlocks.inc(blocks.length)
+      this.c.onReceived(key, blocks.length)
+      if (!more) break
+    }
+    return fetched
+  }
+
+  private async fetchEvidence(peer: PeerId, cids: CID[]): Promise<void> {
+    const blocks = await this.c.exchange.get(peer, cids, this.controller.signal)
+    await this.fetchEvidenceBlocks(peer.toString(), blocks)
+  }
+
+  private async fetchEvidenceBlocks(peer: string, blocks: Block[]): Promise<void> {
+    if (blocks.length === 0) return
+    const results = await this.c.store.putMany(blocks, { source: 'sync', peer })
+    if (results.some((r) => r.status === 'equivocation'))
+      this.c.logger.warn(
+        { peer, cids: results.map((r) => r.cid.toString()) },
+        'equivocation found during sync',
+      )
+  }
+
+  /** Chunks of values that arrived from peers: fetch the ones not here from the same peer. */
+  private fetchChunksOf(e: CommitEvent): void {
+    if ((e.source !== 'gossip' && e.source !== 'sync') || !e.peer) return
+    const raw: CID[] = []
+    for (const b of e.blocks) for (const l of b.links ?? []) if (l.code === RAW) raw.push(l)
+    if (raw.length === 0) return
+    const peerKey = e.peer
+    const peer = this.c.peers().find((p) => p.toString() === peerKey)
+    if (!peer) return
+    void (async () => {
+      const missing: CID[] = []
+      for (const cid of raw) if (!(await this.c.store.has(cid))) missing.push(cid)
+      if (missing.length === 0) return
+      const chunks = await this.c.exchange.get(peer, missing, this.controller.signal)
+      if (chunks.length > 0) await this.c.store.putMany(chunks, { source: 'sync', peer: peerKey })
+      this.c.onReceived(peerKey, chunks.length)
+    })().catch((err: unknown) => {
+      if (!this.controller.signal.aborted)
+        this.c.logger.info({ peer: peerKey, err: (err as Error).message }, 'fetching value chunks failed')
+    })
+  }
+}

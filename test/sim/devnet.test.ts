@@ -1,0 +1,245 @@
+/**
+ * `icn devnet` with real processes: three nodes come up ready and connected, a block written on one reaches the
+ * others, a killed node shows as down and comes back with `restart`, `down` leaves no process, a stopped devnet
+ * starts again with the same nodes, and bad arguments are usage errors. The tests run in order on one devnet.
+ */
+import { readFileSync } from 'node:fs'
+import { readFile } from 'node:fs/promises'
+import { join } from 'node:path'
+import { afterAll, beforeAll, describe, expect, it } from 'vitest'
+import { type CliResult, killAll, removeTempDirs, runCli, tempDir } from '../helpers/process.js'
+
+interface NodeStatus {
+  name: string
+  apiUrl: string
+  apiKey: string
+  did: string
+  peerId: string
+  pid: number | null
+  running: boolean
+  ready: boolean
+  connectedPeers: number
+  expectedPeers: number
+}
+
+interface Status {
+  dir: string
+  federation: string
+  nodes: NodeStatus[]
+}
+
+let dir: string
+/** Every node pid the tests have seen, so afterAll can make sure none is left. */
+const pids = new Set<number>()
+
+/** The node process `pid` is alive and runs in our devnet folder (so we never signal an unrelated process). */
+function ourNodeAlive(pid: number): boolean {
+  try {
+    process.kill(pid, 0)
+  } catch {
+    return false
+  }
+  try {
+    return readFileSync(`/proc/${pid}/cmdline`, 'utf8').includes(dir)
+  } catch {
+    return process.platform !== 'linux'
+  }
+}
+
+function pidGone(pid: number): boolean {
+  try {
+    process.kill(pid, 0)
+    return false
+  } catch {
+    return true
+  }
+}
+
+/**
+ * The pid is gone (`kill(pid, 0)` throws) within a few seconds: a killed node whose parent (the `icn devnet`
+ * command) has exited stays a zombie until init reaps it.
+ */
+async function gone(pid: number): Promise<boolean> {
+  return eventually(async () => pidGone(pid), 5_000)
+}
+
+async function recordPids(): Promise<void> {
+  try {
+    const state = JSON.parse(await readFile(join(dir, 'devnet.json'), 'utf8')) as {
+      nodes: { pid: number | null }[]
+    }
+    for (const n of state.nodes) if (n.pid) pids.add(n.pid)
+  } catch {
+    // no state (yet)
+  }
+}
+
+async function devnet(args: string[], timeoutMs = 20_000): Promise<CliResult> {
+  const r = await runCli(['devnet', ...args, '--dir', dir], { timeoutMs })
+  await recordPids()
+  return r
+}
+
+async function status(): Promise<Status> {
+  const r = await devnet(['status', '--json'])
+  expect(r.code, r.stderr).toBe(0)
+  const s = JSON.parse(r.stdout) as Status
+  for (const n of s.nodes) if (n.pid) pids.add(n.pid)
+  return s
+}
+
+function byName(s: Status, name: string): NodeStatus {
+  const n = s.nodes.find((x) => x.name === name)
+  if (!n) throw new Error(`no ${name} in the status`)
+  return n
+}
+
+/** Poll until `fn` is true or `timeoutMs` passes; returns the last answer. */
+async function eventually(fn: () => Promise<boolean>, timeoutMs: number): Promise<boolean> {
+  const deadline = Date.now() + timeoutMs
+  for (;;) {
+    if (await fn()) return true
+    if (Date.now() > deadline) return false
+    await new Promise((resolve) => setTimeout(resolve, 100))
+  }
+}
+
+beforeAll(async () => {
+  dir = await tempDir('icn-devnet-')
+})
+
+afterAll(async () => {
+  await recordPids()
+  await runCli(['devnet', 'down', '--dir', dir], { timeoutMs: 25_000 }).catch(() => {})
+  for (const pid of pids) if (ourNodeAlive(pid)) process.kill(pid, 'SIGKILL')
+  await killAll()
+  await removeTempDirs()
+}, 40_000)
+
+describe.sequential('icn devnet', () => {
+  it('up starts 3 nodes and returns once every one is ready and connected to the other two', async () => {
+    const r = await devnet(['up', '--nodes', '3', '--timeout', '25', '--json'], 40_000)
+    expect(r.code, r.stderr).toBe(0)
+    const s = JSON.parse(r.stdout) as Status
+    expect(s.nodes.map((n) => n.name)).toEqual(['node1', 'node2', 'node3'])
+    for (const n of s.nodes) {
+      expect(n).toMatchObject({ running: true, ready: true, connectedPeers: 2, expectedPeers: 2 })
+      expect(n.did).toMatch(/^did:key:z6Mk/)
+      expect(n.apiUrl).toMatch(/^http:\/\/127\.0\.0\.1:\d+$/)
+    }
+    expect(r.stderr).toContain('node3 ready')
+    expect(r.stderr).toContain('mesh 3/3 nodes connected')
+  }, 45_000)
+
+  it('status shows the three nodes running and ready with their pids; a second up is refused', async () => {
+    const s = await status()
+    expect(s.federation).toMatch(/^bafy/)
+    expect(s.nodes).toHaveLength(3)
+    for (const n of s.nodes) {
+      expect(n.running, n.name).toBe(true)
+      expect(n.ready, n.name).toBe(true)
+      expect(typeof n.pid).toBe('number')
+      expect(pidGone(n.pid!)).toBe(false)
+    }
+    const me = (await (await fetch(`${byName(s, 'node1').apiUrl}/v1/node`)).json()) as { did: string }
+    expect(me.did).toBe(byName(s, 'node1').did)
+
+    const again = await devnet(['up'])
+    expect(again.code).toBe(1)
+    expect(again.stderr).toContain('DEVNET_RUNNING')
+    expect(again.stderr).toContain('devnet down')
+
+    const table = await devnet(['status'])
+    expect(table.code, table.stderr).toBe(0)
+    expect(table.stdout).toMatch(/node3\s+http:\/\/127\.0\.0\.1:\d+/)
+  })
+
+  it('a block written on node1 reaches node2 and node3', async () => {
+    const s = await status()
+    const node1 = byName(s, 'node1')
+    const res = await fetch(`${node1.apiUrl}/v1/dag/blocks`, {
+      method: 'POST',
+      headers: { authorization: `Bearer ${node1.apiKey}`, 'content-type': 'application/json' },
+      body: JSON.stringify({ value: { devnet: 'hello', at: Date.now() } }),
+    })
+    expect(res.status).toBe(201)
+    const { cid } = (await res.json()) as { cid: string }
+    for (const name of ['node2', 'node3']) {
+      const api = byName(s, name).apiUrl
+      const arrived = await eventually(
+        async () => (await fetch(`${api}/v1/dag/blocks/${cid}`).catch(() => undefined))?.status === 200,
+        8_000,
+      )
+      expect(arrived, `block ${cid} on ${name}`).toBe(true)
+    }
+  })
+
+  it('kill node3: it is gone and status shows it not running while the others run on', async () => {
+    const before = byName(await status(), 'node3')
+    const r = await devnet(['kill', 'node3'])
+    expect(r.code, r.stderr).toBe(0)
+    expect(await gone(before.pid!)).toBe(true)
+    const s = await status()
+    expect(byName(s, 'node3')).toMatchObject({ running: false, ready: false })
+    expect(byName(s, 'node1')).toMatchObject({ running: true, ready: true })
+    expect(byName(s, 'node2')).toMatchObject({ running: true, ready: true })
+
+    const [twice, unknown] = await Promise.all([devnet(['kill', 'node3']), devnet(['kill', 'node9'])])
+    expect(twice.code).toBe(1)
+    expect(twice.stderr).toContain('NODE_NOT_RUNNING')
+    expect(unknown.code).toBe(2)
+    expect(unknown.stderr).toContain('UNKNOWN_NODE')
+  })
+
+  it('restart node3: a new process, ready and connected to both others', async () => {
+    const old = byName(await status(), 'node3').pid
+    const r = await devnet(['restart', 'node3', '--timeout', '20', '--json'], 30_000)
+    expect(r.code, r.stderr).toBe(0)
+    const node3 = JSON.parse(r.stdout) as NodeStatus
+    expect(node3.pid).not.toBe(old)
+    expect(node3).toMatchObject({ running: true, ready: true, connectedPeers: 2 })
+    const s = await status()
+    for (const n of s.nodes) expect(n, n.name).toMatchObject({ running: true, ready: true })
+  }, 35_000)
+
+  it('down stops every node process; up starts the same nodes again; down --clean removes the devnet', async () => {
+    const s = await status()
+    const running = s.nodes.filter((n) => n.running).map((n) => n.pid!)
+    expect(running).toHaveLength(3)
+    const r = await devnet(['down', '--json'], 30_000)
+    expect(r.code, r.stderr).toBe(0)
+    for (const pid of running) expect(await gone(pid), `pid ${pid}`).toBe(true)
+    const after = await status()
+    for (const n of after.nodes) expect(n, n.name).toMatchObject({ running: false, ready: false })
+
+    // A stopped devnet starts again with the same identities (and data); it need not mesh for this check.
+    const again = await devnet(['up', '--timeout', '15', '--json'], 25_000)
+    const restarted = await status()
+    expect(restarted.nodes.map((n) => n.did)).toEqual(s.nodes.map((n) => n.did))
+    for (const n of restarted.nodes) expect(n.running, n.name).toBe(true)
+    expect(again.code, again.stderr).toBe(0)
+
+    const clean = await devnet(['down', '--clean'], 30_000)
+    expect(clean.code, clean.stderr).toBe(0)
+    for (const n of restarted.nodes) expect(await gone(n.pid!), n.name).toBe(true)
+    const none = await devnet(['status'])
+    expect(none.code).toBe(1)
+    expect(none.stderr).toContain('DEVNET_NOT_FOUND')
+  }, 60_000)
+
+  it('bad arguments are usage errors (exit 2); a folder with no devnet is an error (exit 1)', async () => {
+    const empty = await tempDir('icn-devnet-empty-')
+    const [zero, many, word, noDevnet] = await Promise.all([
+      runCli(['devnet', 'up', '--nodes', '0', '--dir', empty]),
+      runCli(['devnet', 'up', '--nodes', '51', '--dir', empty]),
+      runCli(['devnet', 'up', '--nodes', 'three', '--dir', empty]),
+      runCli(['devnet', 'down', '--dir', empty]),
+    ])
+    expect(zero.code, zero.stderr).toBe(2)
+    expect(zero.stderr).toContain('--nodes')
+    expect(many.code, many.stderr).toBe(2)
+    expect(word.code, word.stderr).toBe(2)
+    expect(noDevnet.code, noDevnet.stderr).toBe(1)
+    expect(noDevnet.stderr).toContain('DEVNET_NOT_FOUND')
+  })
+})
