@@ -110,6 +110,30 @@ export function registerDevnet(program: Command): void {
     )
 
   devnet
+    .command('demo')
+    .description(
+      'A short tour: start a devnet, watch a block reach every node, crash one, write, restart it and time ' +
+        'its catch-up, then stop and remove everything',
+    )
+    .option('--nodes <n>', `number of nodes, 2 to ${MAX_DEVNET_NODES} (default 3)`, wholeNumber, 3)
+    .option('--dir <dir>', 'devnet folder (default: a new temporary folder)')
+    .option('--keep', 'leave the devnet running at the end, to look around')
+    .action((opts: { nodes: number; dir?: string; keep?: boolean }) =>
+      run(async () => {
+        if (opts.nodes < 2 || opts.nodes > MAX_DEVNET_NODES)
+          throw new CliError(`--nodes must be 2 to ${MAX_DEVNET_NODES} for the demo`, EXIT.usage)
+        const { runDemo } = await import('../../devnet/index.js')
+        await runDemo({
+          nodes: opts.nodes,
+          dir: opts.dir,
+          keep: opts.keep,
+          out: (line) => process.stdout.write(`${line}\n`),
+          onProgress: progress,
+        })
+      }),
+    )
+
+  devnet
     .command('status')
     .description(
       'Each node of the devnet: process, readiness, connected peers (exit 0 even if some are down)',

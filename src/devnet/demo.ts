@@ -1,0 +1,173 @@
+import { mkdtemp } from 'node:fs/promises'
+import { tmpdir } from 'node:os'
+import { join } from 'node:path'
+import { Devnet, type DevnetNodeStatus, type DevnetProgress } from './devnet.js'
+
+export interface DemoOptions {
+  nodes: number
+  /** Devnet folder; default a new temporary one. */
+  dir?: string
+  /** Leave the devnet running at the end (else it is stopped and removed). */
+  keep?: boolean
+  /** Blocks written while one node is down. */
+  blocksWhileDown?: number
+  out: (line: string) => void
+  onProgress?: (e: DevnetProgress) => void
+}
+
+/**
+ * The README's first command: start a devnet, write a block on node1 and watch it reach every other node
+ * (through their /v1/events streams), kill the last node, write while it is down, restart it and time its
+ * catch-up, then stop everything. Each step prints what it saw.
+ */
+export async function runDemo(opts: DemoOptions): Promise<void> {
+  const { out } = opts
+  const dir = opts.dir ?? (await mkdtemp(join(tmpdir(), 'icn-demo-')))
+  const whileDown = opts.blocksWhileDown ?? 200
+  out(`Starting a devnet of ${opts.nodes} nodes in ${dir} ...`)
+  const t0 = Date.now()
+  const devnet = await Devnet.up({ dir, nodes: opts.nodes, onProgress: opts.onProgress })
+  let keep = false
+  try {
+    const status = await devnet.status()
+    out(`All ${opts.nodes} nodes ready and fully connected after ${((Date.now() - t0) / 1000).toFixed(1)} s:`)
+    for (const n of status.nodes) out(`  ${n.name}  ${n.apiUrl}  ${n.did}`)
+    const [writer, ...others] = status.nodes as [DevnetNodeStatus, ...DevnetNodeStatus[]]
+
+    out(`\n1. A block written on ${writer.name} reaches every node (watched on their /v1/events streams):`)
+    const watch = others.map((n) => watchFor(n))
+    await Promise.all(watch.map((w) => w.ready))
+    const started = performance.now()
+    const { cid } = await put(writer, { hello: 'federation', at: new Date().toISOString() })
+    out(`   ${writer.name} stored ${cid}`)
+    for (const [i, w] of watch.entries()) {
+      const ev = await w.until(cid, 15_000)
+      out(`   ${others[i]!.name} has it after ${(ev.at - started).toFixed(1)} ms (via ${ev.origin})`)
+    }
+    for (const w of watch) w.close()
+
+    if (others.length > 0) {
+      const victim = others[others.length - 1]!
+      out(`\n2. ${victim.name} crashes (SIGKILL); the others write ${whileDown} blocks meanwhile:`)
+      await devnet.kill(victim.name)
+      const writers = status.nodes.filter((n) => n.name !== victim.name)
+      for (let i = 0; i < whileDown; i++)
+        await put(writers[i % writers.length]!, { i, note: 'written while down' })
+      out(`   written; ${victim.name} is down`)
+      out(`\n3. ${victim.name} restarts and catches up by itself (anti-entropy):`)
+      const restartAt = Date.now()
+      const back = await devnet.restart(victim.name)
+      const want = await chains(writer)
+      for (;;) {
+        if (sameChains(await chains(back), want)) break
+        if (Date.now() - restartAt > 60_000) throw new Error(`${victim.name} did not catch up within 60 s`)
+        await new Promise((r) => setTimeout(r, 50))
+      }
+      const stats = await getJson<{ blocks: number }>(`${back.apiUrl}/v1/dag/stats`)
+      out(
+        `   ${victim.name} holds all ${stats.blocks} blocks again, ${((Date.now() - restartAt) / 1000).toFixed(1)} s ` +
+          'after its restart (process start included)',
+      )
+    }
+    keep = opts.keep === true
+    if (keep) {
+      out(`\nThe devnet keeps running. Look around:`)
+      out(`  bin/icn devnet status --dir ${dir}`)
+      out(
+        `  curl ${writer.apiUrl}/v1/peers ; curl ${writer.apiUrl}/v1/federation ; curl -N ${writer.apiUrl}/v1/events`,
+      )
+      out(`  bin/icn devnet down --dir ${dir} --clean`)
+    }
+  } finally {
+    if (!keep) {
+      await devnet.down({ clean: true })
+      out('\nDevnet stopped and removed.')
+    }
+  }
+}
+
+async function getJson<T>(url: string): Promise<T> {
+  const res = await fetch(url, { signal: AbortSignal.timeout(10_000) })
+  if (!res.ok) throw new Error(`${url}: HTTP ${res.status}`)
+  return (await res.json()) as T
+}
+
+async function put(node: DevnetNodeStatus, value: unknown): Promise<{ cid: string }> {
+  const res = await fetch(`${node.apiUrl}/v1/dag/blocks`, {
+    method: 'POST',
+    headers: { authorization: `Bearer ${node.apiKey}`, 'content-type': 'application/json' },
+    body: JSON.stringify({ value }),
+    signal: AbortSignal.timeout(10_000),
+  })
+  if (res.status !== 201) throw new Error(`writing on ${node.name}: HTTP ${res.status} ${await res.text()}`)
+  return (await res.json()) as { cid: string }
+}
+
+async function chains(node: DevnetNodeStatus): Promise<string> {
+  return JSON.stringify(
+    (await getJson<{ chains: { chain: string; seq: number }[] }>(`${node.apiUrl}/v1/dag/chains`)).chains
+      .map((c) => `${c.chain}@${c.seq}`)
+      .sort(),
+  )
+}
+
+function sameChains(a: string, b: string): boolean {
+  return a === b
+}
+
+/** Follow a node's /v1/events and resolve when a block event for `cid` arrives. */
+function watchFor(node: DevnetNodeStatus): {
+  ready: Promise<void>
+  until: (cid: string, timeoutMs: number) => Promise<{ at: number; origin: string }>
+  close: () => void
+} {
+  const ctl = new AbortController()
+  const seen = new Map<string, { at: number; origin: string }>()
+  const waiters = new Map<string, (v: { at: number; origin: string }) => void>()
+  const ready = (async () => {
+    const res = await fetch(`${node.apiUrl}/v1/events`, { signal: ctl.signal })
+    if (!res.ok || !res.body) throw new Error(`${node.name}: /v1/events HTTP ${res.status}`)
+    const reader = res.body.pipeThrough(new TextDecoderStream()).getReader()
+    void (async () => {
+      let buf = ''
+      for (;;) {
+        const { value, done } = await reader.read()
+        if (done) return
+        const at = performance.now()
+        buf += value
+        let end = buf.indexOf('\n\n')
+        while (end >= 0) {
+          const data = buf
+            .slice(0, end)
+            .split('\n')
+            .find((l) => l.startsWith('data: '))
+          buf = buf.slice(end + 2)
+          end = buf.indexOf('\n\n')
+          if (!data) continue
+          const ev = JSON.parse(data.slice(6)) as { type: string; cid?: string; origin?: string }
+          if (ev.type !== 'block' || !ev.cid) continue
+          const hit = { at, origin: ev.origin ?? '?' }
+          seen.set(ev.cid, hit)
+          waiters.get(ev.cid)?.(hit)
+        }
+      }
+    })().catch(() => {})
+  })()
+  return {
+    ready,
+    until: (cid, timeoutMs) =>
+      new Promise((resolve, reject) => {
+        const hit = seen.get(cid)
+        if (hit) return resolve(hit)
+        const timer = setTimeout(
+          () => reject(new Error(`${node.name} did not get ${cid} in ${timeoutMs} ms`)),
+          timeoutMs,
+        )
+        waiters.set(cid, (v) => {
+          clearTimeout(timer)
+          resolve(v)
+        })
+      }),
+    close: () => ctl.abort(),
+  }
+}
