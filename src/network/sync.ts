@@ -1,6 +1,8 @@
+import * as dagCbor from '@ipld/dag-cbor'
 import type { PeerId } from '@libp2p/interface'
-import { type Block, type BlockStore, type CID, type CommitEvent, RAW } from '../dag/index.js'
+import { type Block, type BlockStore, type CID, type CommitEvent, DAG_CBOR, RAW } from '../dag/index.js'
 import type { Logger, Metrics } from '../observability/index.js'
+import { InvalidMessageError } from './errors.js'
 import type { BlockExchange } from './exchange.js'
 import type { HeadInfo } from './messages.js'
 
@@ -40,6 +42,8 @@ export class Synchronizer {
   private timer?: NodeJS.Timeout
   private readonly running = new Map<string, Promise<SyncRound | undefined>>()
   private readonly filling = new Map<string, { peer: PeerId; seq: number; run: Promise<void> }>()
+  /** Chains being fetched now: rounds with several peers (all of them right after a restart) share the work. */
+  private readonly fetching = new Map<string, Promise<number>>()
   private readonly controller = new AbortController()
   private unsubscribe?: () => void
 
@@ -90,9 +94,7 @@ export class Synchronizer {
       try {
         for (;;) {
           const target = entry.seq
-          const head = await this.c.store.chainHead(chain)
-          if (head && head.seq >= target) return
-          await this.fetchChain(entry.peer, chain, head ? head.seq + 1 : 0, target)
+          await this.catchUpChain(entry.peer, chain, target)
           if (entry.seq === target) return
         }
       } catch (err) {
@@ -122,13 +124,13 @@ export class Synchronizer {
       } else {
         // Both hold position h.seq: a different block there is an equivocation, kept as evidence.
         const at = mine.seq === h.seq ? mine.cid : await this.c.store.chainEntry(h.chain, h.seq)
-        if (at && !at.equals(h.cid)) await this.fetchEvidence(peer, [h.cid])
+        if (at && !at.equals(h.cid)) await this.fetchEvidence(peer, h)
       }
     }
     this.c.metrics.syncLag.set({ peer: key }, lag)
     let fetched = 0
-    for (const { head, from } of behind) {
-      fetched += await this.fetchChain(peer, head.chain, from, head.seq)
+    for (const { head } of behind) {
+      fetched += await this.catchUpChain(peer, head.chain, head.seq)
       this.c.metrics.syncLag.set({ peer: key }, Math.max(0, lag - fetched))
     }
     this.c.metrics.syncLag.set({ peer: key }, 0)
@@ -139,6 +141,37 @@ export class Synchronizer {
     }
     if (fetched > 0) this.c.logger.info({ peer: key, chains: behind.length, fetched }, 'caught up from peer')
     return { peer: key, chainsBehind: behind.length, fetched, lag }
+  }
+
+  /**
+   * Bring a chain up to position `target` from `peer`, unless another fetch of it is under way: then wait for
+   * that one and fetch only what is still missing. Returns the blocks this call stored.
+   */
+  private async catchUpChain(peer: PeerId, chain: string, target: number): Promise<number> {
+    for (;;) {
+      const busy = this.fetching.get(chain)
+      if (busy) {
+        await busy.catch(() => 0)
+        continue
+      }
+      const head = await this.c.store.chainHead(chain)
+      const from = head ? head.seq + 1 : 0
+      if (from > target) return 0
+      if (this.fetching.has(chain)) continue
+      const started = Date.now()
+      const run = this.fetchChain(peer, chain, from, target)
+      this.fetching.set(chain, run)
+      try {
+        const n = await run
+        this.c.logger.info(
+          { peer: peer.toString(), chain, from, to: target, fetched: n, started, ms: Date.now() - started },
+          'chain fetched',
+        )
+        return n
+      } finally {
+        this.fetching.delete(chain)
+      }
+    }
   }
 
   /** Fetch and store positions from..to of a chain; the next page is requested while this one is stored. */
@@ -159,6 +192,7 @@ export class Synchronizer {
     for (;;) {
       const blocks = await next
       if (blocks.length === 0) break
+      checkPositions(key, blocks, chain, at)
       at += blocks.length
       const more = at <= to
       if (more) next = request(at)
@@ -170,6 +204,7 @@ export class Synchronizer {
           const head = await this.c.store.chainHead(chain)
           if (head) {
             const theirs = await this.c.exchange.range(peer, chain, head.seq, 1, signal)
+            checkPositions(key, theirs, chain, head.seq)
             await this.fetchEvidenceBlocks(key, theirs)
           }
         }
@@ -183,8 +218,9 @@ export class Synchronizer {
     return fetched
   }
 
-  private async fetchEvidence(peer: PeerId, cids: CID[]): Promise<void> {
-    const blocks = await this.c.exchange.get(peer, cids, this.controller.signal)
+  private async fetchEvidence(peer: PeerId, head: HeadInfo): Promise<void> {
+    const blocks = await this.c.exchange.get(peer, [head.cid], this.controller.signal)
+    checkPositions(peer.toString(), blocks, head.chain, head.seq)
     await this.fetchEvidenceBlocks(peer.toString(), blocks)
   }
 
@@ -211,12 +247,33 @@ export class Synchronizer {
       const missing: CID[] = []
       for (const cid of raw) if (!(await this.c.store.has(cid))) missing.push(cid)
       if (missing.length === 0) return
-      const chunks = await this.c.exchange.get(peer, missing, this.controller.signal)
+      // Only the chunks asked for: a peer's reply may not slip in other blocks.
+      const chunks = (await this.c.exchange.get(peer, missing, this.controller.signal)).filter((b) =>
+        missing.some((m) => m.equals(b.cid)),
+      )
       if (chunks.length > 0) await this.c.store.putMany(chunks, { source: 'sync', peer: peerKey })
       this.c.onReceived(peerKey, chunks.length)
     })().catch((err: unknown) => {
       if (!this.controller.signal.aborted)
         this.c.logger.info({ peer: peerKey, err: (err as Error).message }, 'fetching value chunks failed')
     })
+  }
+}
+
+/**
+ * A peer's reply must hold the chain positions asked for, from `from` on, and nothing else: the store checks a
+ * block's signature and links, not which chain it is, so without this a peer could slip in blocks of a chain
+ * whose writer is not a federation node (which gossip refuses as unknown_author).
+ */
+function checkPositions(peer: string, blocks: Block[], chain: string, from: number): void {
+  for (const [i, b] of blocks.entries()) {
+    let rec: { chain?: unknown; seq?: unknown } | null | undefined
+    try {
+      if (b.cid.code === DAG_CBOR) rec = dagCbor.decode(b.bytes)
+    } catch {
+      // not DAG-CBOR: refused below
+    }
+    if (rec?.chain !== chain || rec.seq !== from + i)
+      throw new InvalidMessageError('chain', `${peer} sent a block that is not ${chain} #${from + i}`)
   }
 }

@@ -122,7 +122,7 @@ export class IcnNode {
     this.readiness.register('store', () => this.health.status())
     this.readiness.register('api', () => ({ ready: this.status === 'running', detail: this.status }))
     this.store.onCommit((e) => {
-      const at = Date.now()
+      const at = performance.timeOrigin + performance.now()
       for (const b of e.blocks)
         this.events.publish({
           type: b.status === 'stored' ? 'block' : 'evidence',

@@ -1,6 +1,6 @@
 import { EventEmitter } from 'node:events'
 
-/** What a node sees, as `/v1/events` streams it. Times are ms since the epoch. */
+/** What a node sees, as `/v1/events` streams it. `at`: ms since the epoch, with a fraction (sub-ms precision). */
 export type NodeEvent =
   | {
       type: 'block'
