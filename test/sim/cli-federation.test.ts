@@ -2,7 +2,7 @@
  * `icn federation …` as a user runs it: create a genesis with the data folder's identity, show it, list the
  * parameters, and the errors (exit 2, nothing written) for each kind of bad input.
  */
-import { readdir, readFile, writeFile } from 'node:fs/promises'
+import { readdir, readFile, stat, writeFile } from 'node:fs/promises'
 import { join } from 'node:path'
 import { afterAll, beforeAll, describe, expect, it } from 'vitest'
 import { Signer } from '../../src/identity/index.js'
@@ -200,5 +200,15 @@ describe('icn federation', () => {
     usage(r1!, `GENESIS_NOT_FOUND: no genesis file at ${missing}`)
     usage(r2!, /INVALID_GENESIS: .*garbage\.car is not a CAR file/)
     usage(r3!, /INVALID_GENESIS: .*CID_MISMATCH/)
+  })
+
+  it('psk writes a private-network key (mode 0600) and never overwrites one', async () => {
+    const out = join(work, 'swarm.key')
+    ok(await runCli(['federation', 'psk', '--out', out]))
+    const text = await readFile(out, 'utf8')
+    expect(text).toMatch(/^\/key\/swarm\/psk\/1\.0\.0\/\n\/base16\/\n[0-9a-f]{64}$/)
+    expect((await stat(out)).mode & 0o777).toBe(0o600)
+    usage(await runCli(['federation', 'psk', '--out', out]), /exists/)
+    expect(await readFile(out, 'utf8')).toBe(text)
   })
 })

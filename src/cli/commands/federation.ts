@@ -140,6 +140,27 @@ export function registerFederation(program: Command): void {
     })
 
   fed
+    .command('psk')
+    .description(
+      'Write a new libp2p pre-shared key (swarm.key format) for --psk-file: every node of the federation needs ' +
+        'the same file; a peer without it cannot connect at all',
+    )
+    .requiredOption('--out <file>', 'where to write it (mode 0600; an existing file is never overwritten)')
+    .option('--json', 'print JSON')
+    .action(async (opts: GlobalOpts & { out: string }) => {
+      const { generateKey } = await import('@libp2p/pnet')
+      const { writeFile } = await import('node:fs/promises')
+      const file = resolve(opts.out)
+      const key = new Uint8Array(95)
+      generateKey(key)
+      await writeFile(file, key, { mode: 0o600, flag: 'wx' }).catch((err: NodeJS.ErrnoException) => {
+        if (err.code === 'EEXIST') throw new CliError(`${file} exists; choose another --out`, EXIT.usage)
+        throw err
+      })
+      output(opts, { file }, `wrote ${file}; start every node with --psk-file pointing to a copy of it`)
+    })
+
+  fed
     .command('params')
     .description('The federation parameters: default, bounds and meaning')
     .option('--json', 'print JSON')
