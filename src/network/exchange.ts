@@ -244,7 +244,7 @@ async function getIfPresent(store: BlockStore, cid: CID): Promise<Uint8Array | u
   try {
     return await store.get(cid)
   } catch (err) {
-    if ((err as { code?: string }).code === 'BLOCK_NOT_FOUND') return undefined
+    if ((err as { code?: string }).code === 'NOT_FOUND') return undefined
     throw err
   }
 }

@@ -40,7 +40,10 @@ function decodeBlocks(v: unknown, max: number, fail: (m: string) => never): Bloc
     if (!cid) fail(`blocks[${i}].cid is not a CID`)
     if (!(e.bytes instanceof Uint8Array)) fail(`blocks[${i}].bytes is not bytes`)
     if (e.bytes.length > MAX_BLOCK_BYTES)
-      fail(`blocks[${i}] is ${e.bytes.length} bytes, over ${MAX_BLOCK_BYTES}`)
+      throw new InvalidMessageError(
+        'oversized',
+        `blocks[${i}] is ${e.bytes.length} bytes, over ${MAX_BLOCK_BYTES}`,
+      )
     try {
       checkCid(cid)
     } catch (err) {

@@ -273,10 +273,17 @@ export class IcnNode {
     network.on('peer:disconnected', (p) =>
       this.events.publish({ type: 'peer:disconnected', peerId: p.peerId, did: p.did, at: Date.now() }),
     )
-    this.readiness.register('network', () => ({
-      ready: this.status === 'running' || this.status === 'starting',
-      detail: `${network.listenAddrs.length} listen addresses`,
-    }))
+    // Ready while listening: a node cut off from its peers still serves reads and takes writes (they reach the
+    // others when it reconnects); the detail says how connected it is.
+    this.readiness.register('network', async () => {
+      const listening = network.listenAddrs.length > 0
+      const peers = await network.peers()
+      const connected = peers.filter((p) => p.connected).length
+      return {
+        ready: listening,
+        detail: `${listening ? 'listening' : 'not listening'}; ${connected}/${peers.length} federation peers connected`,
+      }
+    })
     await network.start()
     this.federation = federation
     checkAborted(this.signal)
