@@ -139,6 +139,13 @@ export class BlockGossip {
   /** The topic validator: every check, then the store; Accept only what the store took (or will, after a gap). */
   private async validate(peer: PeerId, msg: Message): Promise<TopicValidatorResult> {
     this.c.metrics.gossipMessages.inc({ direction: 'in' })
+    const end = this.c.metrics.gossipValidation.startTimer()
+    const result = await this.check(peer, msg)
+    end({ result })
+    return result
+  }
+
+  private async check(peer: PeerId, msg: Message): Promise<TopicValidatorResult> {
     const from = peer.toString()
     try {
       const ann = decodeAnnouncement(msg.data, this.maxMessageBytes)

@@ -20,6 +20,7 @@ export interface Metrics {
   readonly gossipMessages: Counter<'direction'>
   readonly gossipBlocks: Counter<'direction'>
   readonly gossipRejected: Counter<'reason'>
+  readonly gossipValidation: Histogram<'result'>
   readonly exchangeDuration: Histogram<'op' | 'role' | 'outcome'>
   readonly exchangeBlocks: Counter<'direction'>
   readonly syncBlocks: Counter<never>
@@ -134,6 +135,13 @@ export function createMetrics(opts: { collectProcess?: boolean; prefix?: string 
       name: 'icn_gossip_rejected_total',
       help: 'Gossip messages rejected (and counted against the sender) or ignored, by reason',
       labelNames: ['reason'] as const,
+      registers,
+    }),
+    gossipValidation: new Histogram({
+      name: 'icn_gossip_validation_seconds',
+      help: 'Time to validate (and store) one gossip message before it is forwarded, by result',
+      labelNames: ['result'] as const,
+      buckets: [0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 1],
       registers,
     }),
     exchangeDuration: new Histogram({
