@@ -446,14 +446,23 @@ function streamEvents(
   res.write(': icn events\n\n')
   c.metrics.sseClients.inc()
   let closed = false
-  const send = (event: NodeEvent, id: number): void => {
-    if (closed) return
+  // Events of one turn of the event loop go out in one write (a busy node stores many blocks per turn).
+  let batch = ''
+  const flush = (): void => {
+    const text = batch
+    batch = ''
+    if (closed || text === '') return
     if (res.writableLength > SSE_MAX_BUFFERED) {
       req.log.warn({ buffered: res.writableLength }, 'event stream client too slow: disconnecting')
       end()
       return
     }
-    res.write(`id: ${id}\nevent: ${event.type}\ndata: ${JSON.stringify(event)}\n\n`)
+    res.write(text)
+  }
+  const send = (event: NodeEvent, id: number): void => {
+    if (closed) return
+    if (batch === '') setImmediate(flush)
+    batch += `id: ${id}\nevent: ${event.type}\ndata: ${JSON.stringify(event)}\n\n`
   }
   const unsubscribe = c.events.subscribe(send)
   const keepalive = setInterval(() => res.write(': keepalive\n\n'), SSE_KEEPALIVE_MS)

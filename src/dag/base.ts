@@ -2,7 +2,7 @@ import { InlineVerifier, type SignatureCheck, type SignatureVerifier } from '../
 import type { Logger, Metrics } from '../observability/index.js'
 import { type Block, prevalidateBlock, signatureError, type ValidatedBlock } from './block.js'
 import type { CID } from './cid.js'
-import { checkAborted } from './errors.js'
+import { checkAborted, UnknownAuthorError } from './errors.js'
 import type { BatchPlan } from './plan.js'
 import type {
   AbortOptions,
@@ -59,6 +59,7 @@ const INPUT_ERRORS = new Set([
   'CHAIN_GAP',
   'PREV_MISMATCH',
   'UNANCHORED_CHUNK',
+  'UNKNOWN_AUTHOR',
 ])
 
 export function isInputError(err: unknown): boolean {
@@ -144,7 +145,10 @@ export abstract class AbstractBlockStore implements BlockStore {
       let chunk: SignatureCheck[] = []
       for (const b of blocks) {
         const p = prevalidateBlock(b.cid, b.bytes)
-        validated.push(p.validated)
+        const v = p.validated
+        if (options.allowAuthor && v.kind === 'signed' && !options.allowAuthor(v.block.author))
+          throw new UnknownAuthorError(v.cid.toString(), v.block.author)
+        validated.push(v)
         if (!p.signature) continue
         chunk.push(p.signature)
         checked.push(p.validated)

@@ -78,6 +78,16 @@ export class UnanchoredChunkError extends IcnError {
   }
 }
 
+/** A signed block's author is not one the caller accepts (e.g. not a node of the federation). */
+export class UnknownAuthorError extends IcnError {
+  override readonly name = 'UnknownAuthorError'
+  constructor(cid: string, author: string) {
+    super('UNKNOWN_AUTHOR', `block ${cid} is by ${author.slice(0, 100)}, who may not write here`, {
+      details: { cid, author },
+    })
+  }
+}
+
 /** The block (or value) asked for is not in the store. */
 export class BlockNotFoundError extends IcnError {
   override readonly name = 'BlockNotFoundError'

@@ -12,6 +12,11 @@ export interface PutOptions extends AbortOptions {
   source?: BlockSource
   /** The peer (libp2p peer id) the blocks came from, for commit events and logs. */
   peer?: string
+  /**
+   * Accept signed blocks only by these authors: checked right after decoding, before any signature work, and
+   * refused with UnknownAuthorError (the network passes "is a federation node").
+   */
+  allowAuthor?: (did: string) => boolean
 }
 
 /** A block a commit added: stored new, or kept as evidence of an equivocation. */

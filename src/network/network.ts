@@ -112,7 +112,7 @@ export class Network extends EventEmitter<NetworkEvents> {
       { ...DEFAULT_PEER_OPTIONS, ...this.options.peers },
       {
         libp2p,
-        logger: logger.child({ module: 'peers' }),
+        logger: logger.child({ component: 'peers' }),
         metrics,
         members: others,
         events: {
@@ -134,7 +134,7 @@ export class Network extends EventEmitter<NetworkEvents> {
       {
         libp2p,
         store,
-        logger: logger.child({ module: 'exchange' }),
+        logger: logger.child({ component: 'exchange' }),
         metrics,
         isFederationChain: (chain) => this.isFederationChain(chain),
         knownPeers: () => this.knownAddresses,
@@ -146,7 +146,7 @@ export class Network extends EventEmitter<NetworkEvents> {
       {
         store,
         exchange: this.exchange,
-        logger: logger.child({ module: 'sync' }),
+        logger: logger.child({ component: 'sync' }),
         metrics,
         isFederationChain: (chain) => this.isFederationChain(chain),
         peers: () => peerManager.connectedPeers(),
@@ -157,7 +157,7 @@ export class Network extends EventEmitter<NetworkEvents> {
     this.gossip = new BlockGossip(federation.id, params.maxMessageBytes, {
       libp2p,
       store,
-      logger: logger.child({ module: 'gossip' }),
+      logger: logger.child({ component: 'gossip' }),
       metrics,
       isNode: (did) => this.isNode(did),
       onGap: (peer, chain, seq) => this.sync?.fill(peer, chain, seq),

@@ -37,7 +37,7 @@ export interface PeerOptions {
 }
 
 export const DEFAULT_PEER_OPTIONS: PeerOptions = {
-  pingIntervalMs: 5_000,
+  pingIntervalMs: 10_000,
   maxPingFailures: 3,
   redialBaseMs: 500,
   redialMaxMs: 30_000,

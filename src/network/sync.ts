@@ -53,8 +53,12 @@ export class Synchronizer {
   ) {}
 
   start(): void {
+    // Each period, one peer picked at random: every pair of nodes still compares heads every few periods,
+    // at a cost that does not grow with the size of the federation. A new connection is synced at once.
     this.timer = setInterval(() => {
-      for (const peer of this.c.peers()) void this.syncWith(peer)
+      const peers = this.c.peers()
+      const peer = peers[Math.floor(Math.random() * peers.length)]
+      if (peer) void this.syncWith(peer, { learnPeers: false })
     }, this.opts.intervalMs)
     this.timer.unref()
     this.unsubscribe = this.c.store.onCommit((e) => this.fetchChunksOf(e))
@@ -66,12 +70,15 @@ export class Synchronizer {
     this.controller.abort()
   }
 
-  /** One anti-entropy round with a peer; rounds with one peer never overlap. Never throws. */
-  syncWith(peer: PeerId): Promise<SyncRound | undefined> {
+  /**
+   * One anti-entropy round with a peer; rounds with one peer never overlap. Never throws. With `learnPeers`
+   * (the default: on a new connection), it also asks the peer for the addresses of the nodes it knows.
+   */
+  syncWith(peer: PeerId, opts: { learnPeers?: boolean } = {}): Promise<SyncRound | undefined> {
     const key = peer.toString()
     const existing = this.running.get(key)
     if (existing) return existing
-    const run = this.round(peer)
+    const run = this.round(peer, opts.learnPeers !== false)
       .catch((err: unknown) => {
         if (!this.controller.signal.aborted)
           this.c.logger.info({ peer: key, err: (err as Error).message }, 'anti-entropy round failed')
@@ -107,7 +114,7 @@ export class Synchronizer {
     this.filling.set(chain, entry)
   }
 
-  private async round(peer: PeerId): Promise<SyncRound> {
+  private async round(peer: PeerId, learnPeers: boolean): Promise<SyncRound> {
     const signal = this.controller.signal
     const key = peer.toString()
     const theirs = (await this.c.exchange.heads(peer, signal)).filter((h) =>
@@ -134,10 +141,12 @@ export class Synchronizer {
       this.c.metrics.syncLag.set({ peer: key }, Math.max(0, lag - fetched))
     }
     this.c.metrics.syncLag.set({ peer: key }, 0)
-    try {
-      this.c.onPeerAddresses(await this.c.exchange.peers(peer, signal))
-    } catch (err) {
-      this.c.logger.debug({ peer: key, err }, 'peers request failed')
+    if (learnPeers) {
+      try {
+        this.c.onPeerAddresses(await this.c.exchange.peers(peer, signal))
+      } catch (err) {
+        this.c.logger.debug({ peer: key, err }, 'peers request failed')
+      }
     }
     if (fetched > 0) this.c.logger.info({ peer: key, chains: behind.length, fetched }, 'caught up from peer')
     return { peer: key, chainsBehind: behind.length, fetched, lag }

@@ -36,7 +36,11 @@ export function createLogger(opts: LoggerOptions = {}): Logger {
     mixin: () => ({ ...contextStore.getStore() }),
     timestamp: pino.stdTimeFunctions.isoTime,
   }
-  return opts.destination ? pino(options, opts.destination) : pino(options, pino.destination(2))
+  if (opts.destination) return pino(options, opts.destination)
+  // Asynchronous: a line is written while the next ones queue, and what queued goes out in one write, so a busy
+  // node makes one system call per batch instead of one per line. pino flushes what is left when the process
+  // exits (also through process.exit); a SIGKILL can lose the last lines, never stored data.
+  return pino(options, pino.destination({ dest: 2, sync: false }))
 }
 
 /** A logger that drops everything, for tests and for CLI commands that run no node. */
