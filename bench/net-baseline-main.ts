@@ -3,22 +3,31 @@
  * delivered-at-the-last-node latency at a given rate, or a sweep over rates. See bench/net-baseline.ts.
  *
  *   npm run build && node dist/bench/net-baseline-main.js [--nodes 10] [--rate 50] [--count 1000]
- *     [--bytes 1300] [--warmup 20] [--sweep 50,100,200] [--json]
+ *     [--bytes 1300] [--warmup 20] [--warmup-messages 500] [--sweep 50,100,200] [--json]
+ *
+ * A sweep reuses one set of nodes from rate to rate (give the rates in rising order) and starts a fresh set
+ * only after a run that cost a node a connection or a process.
  */
 import '../src/polyfill.js'
 import os from 'node:os'
 import { parseArgs } from 'node:util'
-import { type RunResult, type Summary, startBaseline, summarize } from './net-baseline.js'
+import { type Baseline, type RunResult, type Summary, startBaseline, summarize } from './net-baseline.js'
 
 /** A rate is sustained when p99 stays under this and nothing is lost. */
 const SUSTAINED_P99_MS = 1000
 
-interface RateFigures {
-  rate: number
+interface Start {
   listeningMs: number
   connectedMs: number
   meshSettledMs: number
+  warmupMs: number
   rssMiB: number[]
+}
+
+interface RateFigures {
+  rate: number
+  /** Set when this rate ran on freshly started nodes. */
+  start?: Start
   latency: Summary
   lost: number
   publishFailed: number
@@ -41,50 +50,20 @@ function int(name: string, value: string | undefined, min: number): number {
   return n
 }
 
-async function measureRate(
-  nodes: number,
-  rate: number,
-  count: number,
-  bytes: number,
-  warmup: number,
-): Promise<RateFigures> {
-  const baseline = await startBaseline({ nodes })
-  try {
-    const rss = (await baseline.status()).map((s) => Math.round(s.rssBytes / 2 ** 20))
-    const r: RunResult = await baseline.run({ rate, count, bytes, warmup })
-    return {
-      rate,
-      listeningMs: baseline.listeningMs,
-      connectedMs: baseline.connectedMs,
-      meshSettledMs: baseline.meshSettledMs,
-      rssMiB: rss,
-      latency: summarize(r.latencies),
-      lost: r.lost,
-      publishFailed: r.publishFailed,
-      achievedRate: r.achievedRate,
-      deliveredRate: r.deliveredRate,
-      cpuMsPerMessage: r.cpuMsPerMessage,
-      otherCpuCores: r.otherCpuCores,
-      peersBefore: r.peersBefore,
-      peersAfter: r.peersAfter,
-      peersExited: r.peersExited,
-    }
-  } finally {
-    await baseline.stop()
-  }
-}
-
 const ms = (v: number) => (Number.isFinite(v) ? `${v.toFixed(1)} ms` : '-')
 const sustained = (f: RateFigures) => f.lost === 0 && f.latency.p99 < SUSTAINED_P99_MS
 
 function print(f: RateFigures, nodes: number, count: number): void {
   const l = f.latency
   out(`rate ${f.rate} msg/s offered, ${count} messages measured`)
-  out(
-    `  connected      ${ms(f.connectedMs)} after spawn (all listening at ${ms(f.listeningMs)}, ` +
-      `meshes settled at ${ms(f.meshSettledMs)})`,
-  )
-  out(`  RSS MiB        ${f.rssMiB.join(' ')}`)
+  if (f.start) {
+    const s = f.start
+    out(
+      `  started        connected ${ms(s.connectedMs)} after spawn (all listening at ${ms(s.listeningMs)}, ` +
+        `meshes settled at ${ms(s.meshSettledMs)}); warm-up ${ms(s.warmupMs)}`,
+    )
+    out(`  RSS MiB        ${s.rssMiB.join(' ')} (after warm-up)`)
+  } else out('  started        (same nodes as the previous rate)')
   out(`  latency        p50 ${ms(l.p50)}  p90 ${ms(l.p90)}  p99 ${ms(l.p99)}  max ${ms(l.max)}  (n ${l.n})`)
   out(
     `  lost           ${f.lost} of ${count}${f.publishFailed ? ` (${f.publishFailed} publishes failed)` : ''}`,
@@ -101,6 +80,23 @@ function print(f: RateFigures, nodes: number, count: number): void {
   if (f.peersExited) out(`  WARNING: ${f.peersExited} node processes exited during the run`)
 }
 
+function figures(rate: number, r: RunResult, start: Start | undefined): RateFigures {
+  return {
+    rate,
+    ...(start ? { start } : {}),
+    latency: summarize(r.latencies),
+    lost: r.lost,
+    publishFailed: r.publishFailed,
+    achievedRate: r.achievedRate,
+    deliveredRate: r.deliveredRate,
+    cpuMsPerMessage: r.cpuMsPerMessage,
+    otherCpuCores: r.otherCpuCores,
+    peersBefore: r.peersBefore,
+    peersAfter: r.peersAfter,
+    peersExited: r.peersExited,
+  }
+}
+
 async function main(): Promise<number> {
   const { values } = parseArgs({
     options: {
@@ -109,6 +105,7 @@ async function main(): Promise<number> {
       count: { type: 'string', default: '1000' },
       bytes: { type: 'string', default: '1300' },
       warmup: { type: 'string', default: '20' },
+      'warmup-messages': { type: 'string', default: '500' },
       sweep: { type: 'string' },
       json: { type: 'boolean', default: false },
     },
@@ -117,6 +114,7 @@ async function main(): Promise<number> {
   const count = int('count', values.count, 1)
   const bytes = int('bytes', values.bytes, 14)
   const warmup = int('warmup', values.warmup, 0)
+  const warmupMessages = int('warmup-messages', values['warmup-messages'], 0)
   const rates = (values.sweep ?? values.rate).split(',').map((s) => Number(s.trim()))
   if (rates.some((v) => !(v > 0))) throw new Error('--rate and --sweep take positive numbers')
   const hardware = {
@@ -129,33 +127,61 @@ async function main(): Promise<number> {
     out(
       `libp2p baseline: ${nodes} processes on 127.0.0.1, gossipsub defaults (StrictSign), each dialing 3 earlier`,
     )
-    out(`                 ${bytes}-byte messages, round-robin publishers, ${warmup} warmup messages`)
+    out(
+      `                 ${bytes}-byte messages, round-robin publishers; ${warmupMessages} warm-up messages ` +
+        `after start, ${warmup} more before each rate`,
+    )
     out(
       `hardware: ${hardware.cpus} CPUs (${hardware.cpuModel}), node ${hardware.node}, ` +
         `load average ${hardware.loadAverage.join(' ')}`,
     )
     out('latency: publish in the publisher → delivered at the last of the other nodes')
   }
+
   const results: RateFigures[] = []
-  for (const rate of rates) {
-    const f = await measureRate(nodes, rate, count, bytes, warmup)
-    results.push(f)
-    if (!values.json) {
-      out()
-      print(f, nodes, count)
+  let baseline: Baseline | undefined
+  try {
+    let initialPeers: number[] = []
+    for (const rate of rates) {
+      let start: Start | undefined
+      if (!baseline) {
+        baseline = await startBaseline({ nodes, warmupMessages, warmupBytes: bytes })
+        const s = await baseline.status()
+        initialPeers = s.map((x) => x.peers)
+        start = {
+          listeningMs: baseline.listeningMs,
+          connectedMs: baseline.connectedMs,
+          meshSettledMs: baseline.meshSettledMs,
+          warmupMs: baseline.warmupMs,
+          rssMiB: s.map((x) => Math.round(x.rssBytes / 2 ** 20)),
+        }
+      }
+      const r = await baseline.run({ rate, count, bytes, warmup })
+      const f = figures(rate, r, start)
+      results.push(f)
+      if (!values.json) {
+        out()
+        print(f, nodes, count)
+      }
+      if (r.peersExited > 0 || initialPeers.some((p, i) => (r.peersAfter[i] ?? 0) < p)) {
+        await baseline.stop()
+        baseline = undefined
+      }
     }
+  } finally {
+    await baseline?.stop()
   }
+
   const best = results.filter(sustained).reduce<number | null>((m, f) => Math.max(m ?? 0, f.rate), null)
+  const sustainedMeans = `p99 < ${SUSTAINED_P99_MS} ms and nothing lost`
   if (values.json) {
     out(
       JSON.stringify(
         {
           hardware,
-          params: { nodes, count, bytes, warmup, dialsPerNode: 3, rates },
+          params: { nodes, count, bytes, warmup, warmupMessages, dialsPerNode: 3, rates },
           results,
-          ...(values.sweep
-            ? { highestSustainedRate: best, sustainedMeans: `p99 < ${SUSTAINED_P99_MS} ms, 0 lost` }
-            : {}),
+          ...(values.sweep ? { highestSustainedRate: best, sustainedMeans } : {}),
         },
         null,
         2,
@@ -165,9 +191,11 @@ async function main(): Promise<number> {
     out()
     out(
       best === null
-        ? `no rate sustained (p99 < ${SUSTAINED_P99_MS} ms and nothing lost)`
-        : `highest rate sustained (p99 < ${SUSTAINED_P99_MS} ms and nothing lost): ${best} msg/s`,
+        ? `no rate sustained (${sustainedMeans})`
+        : `highest rate sustained (${sustainedMeans}): ${best} msg/s`,
     )
+    const skewed = results.filter((f) => f.otherCpuCores > 0.2).map((f) => f.rate)
+    if (skewed.length) out(`other work on the host skewed the figures at ${skewed.join(', ')} msg/s: repeat`)
   }
   return 0
 }

@@ -29,6 +29,8 @@ const ACK_TIMEOUT_MS = 10_000
 /** Receipts are batched every 50 ms in the peers: wait this much past the loss deadline for the last batch. */
 const REPORT_SLACK_MS = 300
 const STOP_KILL_MS = 5_000
+/** Warm-up moves on from a message that has not reached every node after this long. */
+const WARM_GIVE_UP_MS = 5_000
 
 /** Wall-clock milliseconds comparable across processes on one host. */
 export function wallClock(): number {
@@ -116,6 +118,14 @@ export interface BaselineOptions {
   nodes?: number
   /** Each node dials this many of the nodes started just before it (default 3). */
   dialsPerNode?: number
+  /**
+   * Messages published once the mesh has settled, closed loop (see `warmupMs`), and never measured (default
+   * 500): a cold node spends about three times the CPU per message of a warm one until V8 has optimised
+   * gossipsub, Noise and Yamux, which takes a few hundred messages. 0 skips it.
+   */
+  warmupMessages?: number
+  /** Payload bytes of the warm-up messages (default 1300). */
+  warmupBytes?: number
 }
 
 export interface RunOptions {
@@ -168,6 +178,8 @@ export interface Baseline {
    * level below which gossipsub grafts more; NaN if not seen within 5 s of `connectedMs`.
    */
   readonly meshSettledMs: number
+  /** Time the start-up warm-up took (0 if none). */
+  readonly warmupMs: number
   status(): Promise<PeerStatus[]>
   run(options: RunOptions): Promise<RunResult>
   stop(): Promise<void>
@@ -223,7 +235,8 @@ class Peer {
   }
 
   send(msg: ParentToPeer): void {
-    if (!this.exited && this.proc.connected) this.proc.send(msg)
+    // A failed write (the child just exited) is seen through 'exit': ignore it here.
+    if (!this.exited && this.proc.connected) this.proc.send(msg, undefined, {}, () => {})
   }
 
   status(): Promise<PeerStatus> {
@@ -258,6 +271,7 @@ const sleep = (ms: number) => new Promise<void>((r) => setTimeout(r, ms))
 
 class BaselineImpl implements Baseline {
   listeningMs = Number.NaN
+  warmupMs = 0
   connectedMs = Number.NaN
   meshSettledMs = Number.NaN
   readonly peers: Peer[] = []
@@ -368,12 +382,7 @@ class BaselineImpl implements Baseline {
     }
   }
 
-  async run(options: RunOptions): Promise<RunResult> {
-    const { rate, count, bytes = 1300, warmup = 20, lossWindowMs = 5000 } = options
-    if (!(rate > 0) || !Number.isSafeInteger(count) || count < 1) throw new Error('run: bad rate or count')
-    if (this.run_) throw new Error('run: another run is in progress')
-    const n = this.nodes
-    const total = warmup + count
+  private newRun(total: number, warmup: number): RunState {
     const r: RunState = {
       base: this.nextId,
       total,
@@ -381,11 +390,56 @@ class BaselineImpl implements Baseline {
       publishAt: new Float64Array(total),
       ack: new Uint8Array(total),
       acks: 0,
-      seen: new Uint8Array(total * n),
+      seen: new Uint8Array(total * this.nodes),
       receipts: new Uint16Array(total),
       lastAt: new Float64Array(total),
     }
     this.nextId += total
+    return r
+  }
+
+  /**
+   * Publishes `count` messages round robin, closed loop: at most `window` in flight, the next one sent when the
+   * oldest has reached every other node (or 5 s passed). Runs at whatever the machine sustains without
+   * queueing, so it warms the JIT in every node without overloading cold processes.
+   */
+  async warm(count: number, bytes: number, window = 8): Promise<void> {
+    if (count <= 0) return
+    if (this.run_) throw new Error('warm: a run is in progress')
+    const n = this.nodes
+    const r = this.newRun(count, 0)
+    const sentAt = new Float64Array(count)
+    const t0 = performance.now()
+    this.run_ = r
+    try {
+      let next = 0
+      let oldest = 0
+      while (oldest < count) {
+        const now = performance.now()
+        while (
+          oldest < next &&
+          (r.receipts[oldest]! >= n - 1 || r.ack[oldest] === 2 || now - sentAt[oldest]! > WARM_GIVE_UP_MS)
+        )
+          oldest++
+        while (next < count && next - oldest < window) {
+          this.peers[next % n]!.send({ type: 'publish', id: r.base + next, bytes })
+          sentAt[next++] = now
+        }
+        await sleep(5)
+      }
+    } finally {
+      this.run_ = undefined
+    }
+    this.warmupMs = performance.now() - t0
+  }
+
+  async run(options: RunOptions): Promise<RunResult> {
+    const { rate, count, bytes = 1300, warmup = 20, lossWindowMs = 5000 } = options
+    if (!(rate > 0) || !Number.isSafeInteger(count) || count < 1) throw new Error('run: bad rate or count')
+    if (this.run_) throw new Error('run: another run is in progress')
+    const n = this.nodes
+    const total = warmup + count
+    const r = this.newRun(total, warmup)
     const before = await this.status()
     const hostBefore = hostBusyMs()
     const selfBefore = process.cpuUsage()
@@ -498,14 +552,16 @@ async function withTimeout<T>(p: Promise<T>, ms: number, what: string): Promise<
 /**
  * Forks `nodes` peers (bench/net-peer.ts, which must sit next to this module in dist/bench), has node i dial
  * nodes i-1 … i-dialsPerNode, and resolves once every node has its dials connected and at least one mesh
- * peer on the topic (then waits up to 5 s more for the meshes to settle). On failure every peer is stopped.
+ * peer on the topic (then waits up to 5 s more for the meshes to settle), then warms the nodes up with
+ * `warmupMessages` unmeasured messages. On failure every peer is stopped.
  */
 export async function startBaseline(options: BaselineOptions = {}): Promise<Baseline> {
-  const { nodes = 10, dialsPerNode = 3 } = options
+  const { nodes = 10, dialsPerNode = 3, warmupMessages = 500, warmupBytes = 1300 } = options
   if (!Number.isSafeInteger(nodes) || nodes < 2 || nodes > 1000) throw new Error('nodes must be 2..1000')
   const b = new BaselineImpl(nodes)
   try {
     await b.start(dialsPerNode)
+    await b.warm(warmupMessages, warmupBytes)
   } catch (err) {
     await b.stop()
     throw err

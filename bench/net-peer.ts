@@ -58,7 +58,11 @@ let pendingAt: number[] = []
 let reportTimer: NodeJS.Timeout | undefined
 
 function send(msg: PeerToParent): void {
-  if (process.connected) process.send!(msg)
+  // With a callback a failed write (parent gone: EPIPE) is reported there instead of thrown: shut down.
+  if (process.connected && !stopping)
+    process.send!(msg, undefined, {}, (err) => {
+      if (err) void shutdown(0)
+    })
 }
 
 function flushReceipts(): void {
@@ -76,8 +80,8 @@ function errorText(err: unknown): string {
 
 async function shutdown(code: number): Promise<void> {
   if (stopping) return
-  stopping = true
   flushReceipts()
+  stopping = true
   // libp2p.stop() can hang on a wedged connection: never outlive this deadline.
   setTimeout(() => process.exit(code), STOP_TIMEOUT_MS).unref()
   try {
@@ -90,6 +94,12 @@ async function shutdown(code: number): Promise<void> {
 }
 
 process.on('disconnect', () => void shutdown(0))
+// 'disconnect' may have fired while the imports above were loading, before anyone listened: check, and keep
+// checking, so that a node never outlives its parent.
+if (!process.connected) void shutdown(0)
+setInterval(() => {
+  if (!process.connected) void shutdown(0)
+}, 1000).unref()
 process.on('uncaughtException', (err) => {
   process.stderr.write(`net-peer ${index}: ${err.stack ?? err.message}\n`)
   send({ type: 'fatal', error: errorText(err) })

@@ -116,6 +116,26 @@ async function putValue(node: DevnetNodeStatus, value: unknown): Promise<string>
   return ((await res.json()) as { cid: string }).cid
 }
 
+/**
+ * Warm the nodes up as the baseline does (bench/net-baseline.ts): until V8 has optimised the hot paths, a node
+ * needs about three times the CPU per message. `count` blocks, at most 8 in flight, each next one written when
+ * an earlier one is on every node, so cold nodes are never overloaded.
+ */
+async function warmUp(nodes: DevnetNodeStatus[], tap: EventTap, count: number): Promise<void> {
+  const pad = 'x'.repeat(VALUE_BYTES)
+  let next = 0
+  await Promise.all(
+    Array.from({ length: 8 }, async () => {
+      while (next < count) {
+        const i = next++
+        const cid = await putValue(nodes[i % nodes.length]!, { warmup: i, pad })
+        const deadline = wall() + 10_000
+        while ((tap.arrivals.get(cid)?.length ?? 0) < nodes.length && wall() < deadline) await sleep(2)
+      }
+    }),
+  )
+}
+
 interface IcnRun {
   summary: Summary
   /** From just before the HTTP write to the last other node (includes HTTP, signing, storing on the writer). */
@@ -310,6 +330,8 @@ async function main(): Promise<void> {
     await sleep(2_000) // let the gossip meshes settle (a heartbeat or two), as the baseline does
     const tap = new EventTap(nodes)
     await tap.started()
+    log('  warming up (500 blocks, paced) ...')
+    await warmUp(nodes, tap, 500)
     const icn = await icnRun(nodes, tap, RATE, COUNT)
     log(`  at ${RATE}/s: ${fmt(icn.summary)}, lost ${icn.lost}; HTTP write → last node ${fmt(icn.endToEnd)}`)
     const icnSweep: { rate: number; p50: number; p99: number; lost: number; achieved: number }[] = []
