@@ -24,14 +24,7 @@ import {
   verifyStore,
 } from '../dag/index.js'
 import { IcnError } from '../identity/index.js'
-import {
-  type EventBus,
-  type Logger,
-  type Metrics,
-  type NodeEvent,
-  type Readiness,
-  withLogContext,
-} from '../observability/index.js'
+import type { EventBus, Logger, Metrics, NodeEvent, Readiness } from '../observability/index.js'
 import { VERSION } from '../version.js'
 import { BadRequestError, toHttpError, UnauthorizedError } from './errors.js'
 import { type BodyOf, ErrorBody, type ParamsOf, type QueryOf, type RouteDef, routes } from './routes.js'
@@ -116,9 +109,7 @@ export async function createApiServer(
     // One log line per request comes from our onResponse hook (with route, status and latency).
     logController: new LogController({ disableRequestLogging: true, requestIdLogLabel: 'reqId' }),
     requestIdHeader: 'x-request-id',
-    // The request id reaches every log line through the AsyncLocalStorage mixin (also for module loggers
-    // called during the request); binding it here as well would print it twice.
-    childLoggerFactory: (logger, _bindings, opts) => logger.child({}, opts),
+    // `req.log` is bound to the request id (`reqId`); handlers pass it to the modules they call.
     genReqId: () => randomUUID(),
     bodyLimit: opts.bodyLimit ?? 1024 * 1024,
     ajv: { customOptions: { removeAdditional: false, coerceTypes: false, allErrors: false } },
@@ -128,9 +119,6 @@ export async function createApiServer(
     requestTimeout: 5 * 60_000,
   })
 
-  app.addHook('onRequest', (req, _reply, done) => {
-    withLogContext({ reqId: req.id }, done)
-  })
   app.addHook('onResponse', async (req, reply) => {
     const labels = {
       method: req.method,
@@ -324,7 +312,7 @@ function buildHandlers(
     events: async (req, reply) => streamEvents(c, req, reply, streams),
     putValue: async (req) => {
       const { value } = req.body as BodyOf<typeof routes.putValue>
-      const r = await c.writer.appendValue(value, { source: 'http' })
+      const r = await c.writer.appendValue(value, { source: 'http', log: req.log as Logger })
       req.log.info({ cid: r.cid.toString(), seq: r.seq, chunks: r.chunks }, 'value stored')
       return { cid: r.cid.toString(), seq: r.seq, chunks: r.chunks }
     },

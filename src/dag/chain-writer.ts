@@ -6,6 +6,12 @@ import { ChainConflictError, checkAborted } from './errors.js'
 import type { AbortOptions, BlockSource, BlockStore, PutResult } from './store.js'
 import { encodeValue, VALUE_RECORD_TYPE } from './value.js'
 
+export interface AppendOptions extends AbortOptions {
+  source?: BlockSource
+  /** Log through this logger (e.g. a request's, bound to its id) instead of the writer's own. */
+  log?: Logger
+}
+
 export interface ChainWriterOptions {
   /** Chain name under the signer's DID, e.g. `node`. */
   name: string
@@ -47,7 +53,7 @@ export class ChainWriter {
     type: string,
     body: unknown,
     extra: Block[] = [],
-    options: AbortOptions & { source?: BlockSource } = {},
+    options: AppendOptions = {},
   ): Promise<AppendResult> {
     const run = this.queue.then(() => this.appendNow(type, body, extra, options))
     this.queue = run.catch(() => undefined)
@@ -55,10 +61,7 @@ export class ChainWriter {
   }
 
   /** Store any JSON-like value as an `icn.value/v1` record, chunked if large. */
-  async appendValue(
-    value: unknown,
-    options: AbortOptions & { source?: BlockSource } = {},
-  ): Promise<AppendResult> {
+  async appendValue(value: unknown, options: AppendOptions = {}): Promise<AppendResult> {
     const { body, chunks } = encodeValue(value)
     return this.append(VALUE_RECORD_TYPE, body, chunks, options)
   }
@@ -77,7 +80,7 @@ export class ChainWriter {
     type: string,
     body: unknown,
     extra: Block[],
-    options: AbortOptions & { source?: BlockSource },
+    options: AppendOptions,
   ): Promise<AppendResult> {
     checkAborted(options.signal)
     const head = await this.currentHead(options)
@@ -105,7 +108,10 @@ export class ChainWriter {
       throw new ChainConflictError(this.chain, seq)
     }
     this.head = { seq, cid: block.cid }
-    this.components.logger?.debug({ cid: block.cid.toString(), seq, chain: this.chain }, 'block appended')
+    ;(options.log ?? this.components.logger)?.debug(
+      { cid: block.cid.toString(), seq, chain: this.chain },
+      'block appended',
+    )
     return { cid: block.cid, seq, chunks: extra.length }
   }
 }

@@ -164,7 +164,18 @@ export class Network extends EventEmitter<NetworkEvents> {
       onReceived: (peer, n) => peerManager.received(peer, n),
     })
 
-    await libp2p.start()
+    try {
+      await libp2p.start()
+    } catch (err) {
+      const why =
+        (err as NodeJS.ErrnoException).code === 'EADDRINUSE'
+          ? 'is in use'
+          : `failed: ${(err as Error).message}`
+      throw new NetworkConfigError(
+        `libp2p cannot listen on ${this.options.listen.join(' ')}: ${why}; choose another with --p2p-listen`,
+        { cause: err },
+      )
+    }
     await this.exchange.start()
     this.gossip.start()
     for (const a of parseMultiaddrs(this.options.bootstrap, '--bootstrap')) {

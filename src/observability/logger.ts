@@ -1,24 +1,16 @@
-import { AsyncLocalStorage } from 'node:async_hooks'
 import { type DestinationStream, type Logger, pino } from 'pino'
 
 export type { Logger } from 'pino'
 
-/** Context carried through async calls so every log line a request (or job) causes names it. */
+/**
+ * Correlation ids go into child loggers, which are passed down explicitly (a request's handler hands
+ * `req.log`, bound to its `reqId`, to the modules it calls). Not AsyncLocalStorage: on Node 20 it installs
+ * promise hooks for the whole process, and libp2p makes promises at a high rate; measured on a busy 10-node
+ * devnet, the hooks alone cost about 18% of every node's CPU.
+ */
 export interface LogContext {
   reqId?: string
   jobId?: string
-}
-
-const contextStore = new AsyncLocalStorage<LogContext>()
-
-/** Run `fn` with the given correlation ids attached to every log line it causes. */
-export function withLogContext<T>(ctx: LogContext, fn: () => T): T {
-  return contextStore.run({ ...contextStore.getStore(), ...ctx }, fn)
-}
-
-/** The correlation ids of the current async context, if any. */
-export function currentLogContext(): LogContext | undefined {
-  return contextStore.getStore()
 }
 
 export interface LoggerOptions {
@@ -27,13 +19,11 @@ export interface LoggerOptions {
   destination?: DestinationStream
 }
 
-/** The node's root logger: pino JSON lines, with the async context's correlation ids mixed in. */
+/** The node's root logger: pino JSON lines. */
 export function createLogger(opts: LoggerOptions = {}): Logger {
   const options = {
     name: opts.name ?? 'icn',
     level: opts.level ?? process.env.ICN_LOG_LEVEL ?? 'info',
-    // A fresh object each time: pino merges the line's own fields into what the mixin returns.
-    mixin: () => ({ ...contextStore.getStore() }),
     timestamp: pino.stdTimeFunctions.isoTime,
   }
   if (opts.destination) return pino(options, opts.destination)

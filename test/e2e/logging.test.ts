@@ -37,7 +37,7 @@ it('every log line a request causes carries its request id, once, and fields do 
     const mine = lines.filter((l) => l.includes('trace-me-42'))
     const msgs = mine.map((l) => (JSON.parse(l) as { msg: string }).msg)
     expect(msgs).toContain('value stored') // from the API handler
-    expect(msgs).toContain('block appended') // from the dag module's logger, through AsyncLocalStorage
+    expect(msgs).toContain('block appended') // from the dag module, through the request's logger passed down
     expect(msgs).toContain('request') // the access line with status and latency
     for (const l of mine) expect(l.split('trace-me-42').length - 1).toBe(1)
     const other = lines.find((l) => l.includes('other-7'))!
