@@ -146,8 +146,11 @@ export abstract class AbstractBlockStore implements BlockStore {
       for (const b of blocks) {
         const p = prevalidateBlock(b.cid, b.bytes)
         const v = p.validated
-        if (options.allowAuthor && v.kind === 'signed' && !options.allowAuthor(v.block.author))
-          throw new UnknownAuthorError(v.cid.toString(), v.block.author)
+        if (v.kind === 'signed') {
+          if (options.allowAuthor && !options.allowAuthor(v.block.author))
+            throw new UnknownAuthorError(v.cid.toString(), v.block.author)
+          options.inspect?.(v.block, validated.length)
+        }
         validated.push(v)
         if (!p.signature) continue
         chunk.push(p.signature)

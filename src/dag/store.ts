@@ -1,4 +1,4 @@
-import type { Block } from './block.js'
+import type { Block, SignedBlock } from './block.js'
 import type { CID } from './cid.js'
 
 export interface AbortOptions {
@@ -17,6 +17,11 @@ export interface PutOptions extends AbortOptions {
    * refused with UnknownAuthorError (the network passes "is a federation node").
    */
   allowAuthor?: (did: string) => boolean
+  /**
+   * Called with each signed block (and its index in the batch) right after it is decoded, before any signature
+   * work; throwing refuses the whole batch with that error (e.g. sync checks a reply holds the positions asked).
+   */
+  inspect?: (block: SignedBlock, index: number) => void
 }
 
 /** A block a commit added: stored new, or kept as evidence of an equivocation. */

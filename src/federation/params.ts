@@ -23,7 +23,7 @@ export const FederationParametersSchema = Type.Object(
     }),
     maxBlocksPerResponse: Type.Integer({
       description: 'block-exchange page size: most blocks in one response',
-      default: 512,
+      default: 1_024,
       minimum: 16,
       maximum: 4_096,
     }),

@@ -1,6 +1,14 @@
 import * as dagCbor from '@ipld/dag-cbor'
 import type { PeerId } from '@libp2p/interface'
-import { type Block, type BlockStore, type CID, type CommitEvent, DAG_CBOR, RAW } from '../dag/index.js'
+import {
+  type Block,
+  type BlockStore,
+  type CID,
+  type CommitEvent,
+  DAG_CBOR,
+  RAW,
+  type SignedBlock,
+} from '../dag/index.js'
 import type { Logger, Metrics } from '../observability/index.js'
 import { InvalidMessageError } from './errors.js'
 import type { BlockExchange } from './exchange.js'
@@ -201,12 +209,20 @@ export class Synchronizer {
     for (;;) {
       const blocks = await next
       if (blocks.length === 0) break
-      checkPositions(key, blocks, chain, at)
+      const first = at
+      if (blocks.some((b) => b.cid.code !== DAG_CBOR))
+        throw new InvalidMessageError('chain', `${key} sent a raw chunk in a range of ${chain}`)
       at += blocks.length
       const more = at <= to
       if (more) next = request(at)
       try {
-        await this.c.store.putMany(blocks, { source: 'sync', peer: key, signal })
+        // The positions are checked as the store decodes each block (no second decode here).
+        await this.c.store.putMany(blocks, {
+          source: 'sync',
+          peer: key,
+          signal,
+          inspect: (b, i) => expectPosition(key, b, chain, first + i),
+        })
       } catch (err) {
         if ((err as { code?: string }).code === 'PREV_MISMATCH') {
           // The peer's chain forks from ours below its head: fetch its block at our head, kept as evidence.
@@ -274,6 +290,11 @@ export class Synchronizer {
  * block's signature and links, not which chain it is, so without this a peer could slip in blocks of a chain
  * whose writer is not a federation node (which gossip refuses as unknown_author).
  */
+function expectPosition(peer: string, b: SignedBlock, chain: string, seq: number): void {
+  if (b.chain !== chain || b.seq !== seq)
+    throw new InvalidMessageError('chain', `${peer} sent a block that is not ${chain} #${seq}`)
+}
+
 function checkPositions(peer: string, blocks: Block[], chain: string, from: number): void {
   for (const [i, b] of blocks.entries()) {
     let rec: { chain?: unknown; seq?: unknown } | null | undefined

@@ -73,7 +73,7 @@ describe('icn federation', () => {
     expect(r.stdout).toContain(`federation ${shown.id}`)
     const text = ok(plain).stdout
     expect(text).toContain(`federation ${shown.id}`)
-    expect(text).toMatch(/maxBlocksPerResponse\s+512/)
+    expect(text).toMatch(/maxBlocksPerResponse\s+1024/)
   })
 
   it('create with repeated --member, --node and --param (--json); show agrees', async () => {

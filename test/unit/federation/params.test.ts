@@ -12,7 +12,7 @@ import {
 const BOUNDS = {
   syncIntervalMs: { default: 10_000, minimum: 1_000, maximum: 3_600_000 },
   maxMessageBytes: { default: 1_048_576, minimum: 65_536, maximum: 4_194_304 },
-  maxBlocksPerResponse: { default: 512, minimum: 16, maximum: 4_096 },
+  maxBlocksPerResponse: { default: 1_024, minimum: 16, maximum: 4_096 },
   maxResponseBytes: { default: 4_194_304, minimum: 262_144, maximum: 16_777_216 },
 } as const
 type Name = keyof typeof BOUNDS
