@@ -24,6 +24,7 @@ import {
   verifyStore,
 } from '../dag/index.js'
 import { IcnError } from '../identity/index.js'
+import type { PeerHealth } from '../network/index.js'
 import type { EventBus, Logger, Metrics, NodeEvent, Readiness } from '../observability/index.js'
 import { VERSION } from '../version.js'
 import { BadRequestError, toHttpError, UnauthorizedError } from './errors.js'
@@ -60,22 +61,7 @@ export interface ApiFederation {
   parameters: Record<string, number>
   peerId: string
   listenAddrs(): string[]
-  peers(): Promise<
-    {
-      peerId: string
-      did: string
-      connected: boolean
-      connectedSince?: number
-      lastSeen?: number
-      rttMs?: number
-      blocksReceived: number
-      blocksSent: number
-      score: number
-      addrs: string[]
-      dialFailures: number
-      nextDialAt?: number
-    }[]
-  >
+  peers(): Promise<PeerHealth[]>
 }
 
 /** The node has no federation: routes about one answer 404 NO_FEDERATION. */

@@ -195,48 +195,57 @@ export class BlockExchange {
       case 'range': {
         if (!this.c.isFederationChain(req.chain)) return { blocks: [], more: false }
         const limit = Math.min(req.limit, this.limits.maxBlocksPerResponse)
-        const blocks: Block[] = []
-        let bytes = 0
-        let more = false
-        for (let seq = req.from; seq < req.from + limit; seq++) {
-          const cid = await store.chainEntry(req.chain, seq)
-          if (!cid) break
-          const data = await getIfPresent(store, cid)
-          if (!data) break
-          if (blocks.length > 0 && bytes + data.length > this.limits.maxResponseBytes) {
-            more = true
-            break
+        const { chain, from } = req
+        // Positions in order, stopping at the first one the store does not hold.
+        async function* positions(): AsyncGenerator<Block | undefined> {
+          for (let seq = from; seq < from + limit; seq++) {
+            const cid = await store.chainEntry(chain, seq)
+            const data = cid && (await getIfPresent(store, cid))
+            if (!cid || !data) return
+            yield { cid, bytes: data }
           }
-          blocks.push({ cid, bytes: data })
-          bytes += data.length
         }
-        if (!more && blocks.length === limit)
-          more = (await store.chainEntry(req.chain, req.from + limit)) !== undefined
-        this.c.onSent(peer, blocks.length)
-        this.c.metrics.exchangeBlocks.inc({ direction: 'sent' }, blocks.length)
-        return { blocks, more }
+        const page = await this.page(positions(), peer)
+        if (!page.more && page.blocks.length === limit)
+          page.more = (await store.chainEntry(chain, from + limit)) !== undefined
+        return page
       }
       case 'get': {
-        const blocks: Block[] = []
-        let bytes = 0
-        let more = false
-        for (const cid of req.cids) {
-          const data = await getIfPresent(store, cid)
-          if (!data) continue
-          if (blocks.length > 0 && bytes + data.length > this.limits.maxResponseBytes) {
-            more = true
-            break
+        const cids = req.cids
+        // The blocks asked for that the store holds; absent ones are left out.
+        async function* present(): AsyncGenerator<Block | undefined> {
+          for (const cid of cids) {
+            const data = await getIfPresent(store, cid)
+            yield data ? { cid, bytes: data } : undefined
           }
-          blocks.push({ cid, bytes: data })
-          bytes += data.length
         }
-        this.c.onSent(peer, blocks.length)
-        this.c.metrics.exchangeBlocks.inc({ direction: 'sent' }, blocks.length)
-        return { blocks, more }
+        return this.page(present(), peer)
       }
       case 'peers':
         return { peers: this.c.knownPeers().filter((p) => p.peerId !== peer) }
     }
+  }
+
+  /** Collect blocks into one reply, up to maxResponseBytes (at least one block); `more` if some were left. */
+  private async page(
+    source: AsyncIterable<Block | undefined>,
+    peer: string,
+  ): Promise<{ blocks: Block[]; more: boolean }> {
+    const blocks: Block[] = []
+    let bytes = 0
+    let more = false
+    for await (const b of source) {
+      if (!b) continue
+      if (blocks.length > 0 && bytes + b.bytes.length > this.limits.maxResponseBytes) {
+        more = true
+        break
+      }
+      blocks.push(b)
+      bytes += b.bytes.length
+    }
+    this.c.onSent(peer, blocks.length)
+    this.c.metrics.exchangeBlocks.inc({ direction: 'sent' }, blocks.length)
+    return { blocks, more }
   }
 }
 
