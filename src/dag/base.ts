@@ -1,7 +1,7 @@
 import { InlineVerifier, type SignatureCheck, type SignatureVerifier } from '../identity/index.js'
 import type { Logger, Metrics } from '../observability/index.js'
 import { type Block, prevalidateBlock, signatureError, type ValidatedBlock } from './block.js'
-import type { CID } from './cid.js'
+import { type CID, cidFromBytes } from './cid.js'
 import { checkAborted, UnknownAuthorError } from './errors.js'
 import type { BatchPlan } from './plan.js'
 import type {
@@ -44,6 +44,20 @@ function committed(v: ValidatedBlock, status: 'stored' | 'equivocation'): Commit
   if (v.kind === 'raw') return { cid: v.cid, bytes: v.bytes, status, kind: 'raw' }
   const { chain, seq, author, type } = v.block
   return { cid: v.cid, bytes: v.bytes, status, kind: 'signed', chain, seq, author, type, links: v.links }
+}
+
+/** `chainRange` rows (seq, cid, data ordered by seq) as blocks, up to the first gap or missing bytes. */
+export function rangeFromRows(rows: Record<string, unknown>[], from: number): Block[] {
+  const out: Block[] = []
+  for (const [i, r] of rows.entries()) {
+    if (Number(r.seq) !== from + i || !r.data) break
+    const data = r.data as Uint8Array
+    out.push({
+      cid: cidFromBytes(r.cid as Uint8Array),
+      bytes: new Uint8Array(data.buffer, data.byteOffset, data.byteLength),
+    })
+  }
+  return out
 }
 
 /** Signature checks sent to the verifier at a time. */
@@ -95,6 +109,7 @@ export abstract class AbstractBlockStore implements BlockStore {
   abstract chainHead(chain: string, options?: AbortOptions): Promise<ChainHead | undefined>
   abstract chainHeads(options?: AbortOptions): Promise<ChainHead[]>
   abstract chainEntry(chain: string, seq: number, options?: AbortOptions): Promise<CID | undefined>
+  abstract chainRange(chain: string, from: number, limit: number, options?: AbortOptions): Promise<Block[]>
   abstract evidence(options?: AbortOptions): Promise<Evidence[]>
   abstract pin(cid: CID, options?: AbortOptions): Promise<void>
   abstract unpin(cid: CID, options?: AbortOptions): Promise<void>

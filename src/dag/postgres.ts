@@ -1,5 +1,5 @@
 import pg from 'pg'
-import { AbstractBlockStore, STATS_SQL, type StoreComponents, statsFromRow } from './base.js'
+import { AbstractBlockStore, rangeFromRows, STATS_SQL, type StoreComponents, statsFromRow } from './base.js'
 import type { Block, ValidatedBlock } from './block.js'
 import { type CID, cidFromBytes } from './cid.js'
 import {
@@ -256,6 +256,17 @@ export class PostgresBlockStore extends AbstractBlockStore {
       [chain, seq],
     )
     return rows[0] ? cidFromBytes(rows[0].cid as Uint8Array) : undefined
+  }
+
+  async chainRange(chain: string, from: number, limit: number, options: AbortOptions = {}): Promise<Block[]> {
+    checkAborted(options.signal)
+    const rows = await this.query(
+      'chainRange',
+      `SELECT e.seq, e.cid, b.data FROM chain_entries e LEFT JOIN blocks b ON b.cid = e.cid
+       WHERE e.chain = $1 AND e.seq >= $2 AND e.seq < $3 ORDER BY e.seq`,
+      [chain, from, from + limit],
+    )
+    return rangeFromRows(rows, from)
   }
 
   async evidence(options: AbortOptions = {}): Promise<Evidence[]> {

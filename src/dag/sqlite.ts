@@ -1,7 +1,7 @@
 import { mkdirSync } from 'node:fs'
 import { dirname } from 'node:path'
 import Database from 'better-sqlite3'
-import { AbstractBlockStore, STATS_SQL, type StoreComponents, statsFromRow } from './base.js'
+import { AbstractBlockStore, rangeFromRows, STATS_SQL, type StoreComponents, statsFromRow } from './base.js'
 import { type Block, collectLinks, decodeSignedBlock, type ValidatedBlock } from './block.js'
 import { type CID, cidFromBytes, DAG_CBOR } from './cid.js'
 import { BlockNotFoundError, checkAborted, StoreClosedError, StoreOpenError } from './errors.js'
@@ -180,6 +180,11 @@ export class SqliteBlockStore extends AbstractBlockStore {
     return row ? cidFromBytes(row.cid as Uint8Array) : undefined
   }
 
+  async chainRange(chain: string, from: number, limit: number, options: AbortOptions = {}): Promise<Block[]> {
+    checkAborted(options.signal)
+    return rangeFromRows(this.s().range!.all(chain, from, from + limit) as Row[], from)
+  }
+
   async evidence(options: AbortOptions = {}): Promise<Evidence[]> {
     checkAborted(options.signal)
     return (this.s().evidence!.all() as Row[]).map((r) => ({
@@ -283,6 +288,10 @@ function prepare(db: Database.Database): Record<string, Stmt> {
   const p = (sql: string): Stmt => db.prepare(sql)
   return {
     entry: p('SELECT cid FROM chain_entries WHERE chain = ? AND seq = ?'),
+    range: p(
+      `SELECT e.seq, e.cid, b.data FROM chain_entries e LEFT JOIN blocks b ON b.cid = e.cid
+       WHERE e.chain = ? AND e.seq >= ? AND e.seq < ? ORDER BY e.seq`,
+    ),
     anchored: p('SELECT 1 FROM links l JOIN blocks b ON b.cid = l.parent WHERE l.child = ? LIMIT 1'),
     insertBlock: p(
       'INSERT OR IGNORE INTO blocks (cid, codec, size, data, stored_at, chain, seq) VALUES (?, ?, ?, ?, ?, ?, ?)',

@@ -112,6 +112,11 @@ export interface BlockStore {
   chainHeads(options?: AbortOptions): Promise<ChainHead[]>
   /** The CID at a chain position, if known. */
   chainEntry(chain: string, seq: number, options?: AbortOptions): Promise<CID | undefined>
+  /**
+   * The blocks at positions `from`, `from + 1`, … of a chain, at most `limit`, in order, in one query; stops at
+   * the first position the store does not know or whose bytes it no longer holds.
+   */
+  chainRange(chain: string, from: number, limit: number, options?: AbortOptions): Promise<Block[]>
   evidence(options?: AbortOptions): Promise<Evidence[]>
   pin(cid: CID, options?: AbortOptions): Promise<void>
   unpin(cid: CID, options?: AbortOptions): Promise<void>

@@ -196,16 +196,8 @@ export class BlockExchange {
         if (!this.c.isFederationChain(req.chain)) return { blocks: [], more: false }
         const limit = Math.min(req.limit, this.limits.maxBlocksPerResponse)
         const { chain, from } = req
-        // Positions in order, stopping at the first one the store does not hold.
-        async function* positions(): AsyncGenerator<Block | undefined> {
-          for (let seq = from; seq < from + limit; seq++) {
-            const cid = await store.chainEntry(chain, seq)
-            const data = cid && (await getIfPresent(store, cid))
-            if (!cid || !data) return
-            yield { cid, bytes: data }
-          }
-        }
-        const page = await this.page(positions(), peer)
+        // One query for the page (positions in order, up to the first the store does not hold).
+        const page = await this.page(await store.chainRange(chain, from, limit), peer)
         if (!page.more && page.blocks.length === limit)
           page.more = (await store.chainEntry(chain, from + limit)) !== undefined
         return page
@@ -228,7 +220,7 @@ export class BlockExchange {
 
   /** Collect blocks into one reply, up to maxResponseBytes (at least one block); `more` if some were left. */
   private async page(
-    source: AsyncIterable<Block | undefined>,
+    source: AsyncIterable<Block | undefined> | Iterable<Block | undefined>,
     peer: string,
   ): Promise<{ blocks: Block[]; more: boolean }> {
     const blocks: Block[] = []

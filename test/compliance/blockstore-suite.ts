@@ -419,6 +419,22 @@ export function blockStoreTests(name: string, factory: BlockStoreFactory): void 
         expect((await store.chainHead(chainA))?.seq).toBe(5)
       })
 
+      it('chainRange returns positions in order, bounded, and stops at the first gap', async () => {
+        const blocks = chainOf(alice, chainA, 6)
+        await store.putMany(blocks)
+        const cids = (bs: { cid: { toString(): string } }[]) => bs.map((b) => b.cid.toString())
+        const mid = await store.chainRange(chainA, 1, 3)
+        expect(cids(mid)).toEqual(cids(blocks.slice(1, 4)))
+        for (const [i, b] of mid.entries())
+          expect(Buffer.from(b.bytes).equals(Buffer.from(blocks[i + 1]!.bytes))).toBe(true)
+        expect(cids(await store.chainRange(chainA, 4, 100))).toEqual(cids(blocks.slice(4)))
+        expect(await store.chainRange(chainA, 6, 10)).toEqual([])
+        expect(await store.chainRange(chainId(alice.did, 'none'), 0, 10)).toEqual([])
+        // A block whose bytes were deleted ends the range there, even though later positions are known.
+        await store.delete(blocks[2]!.cid)
+        expect(cids(await store.chainRange(chainA, 0, 6))).toEqual(cids(blocks.slice(0, 2)))
+      })
+
       it('all() yields every block, predecessors before successors', async () => {
         const a = chainOf(alice, chainA, 300)
         const chainB = chainId(bob.did, 'main')
