@@ -21,6 +21,5 @@ export {
   type ApiFederation,
   type ApiServerOptions,
   createApiServer,
-  NoFederationError,
   NotAValueError,
 } from './server.js'

@@ -24,6 +24,8 @@ import {
   verifyStore,
 } from '../dag/index.js'
 import { IcnError } from '../identity/index.js'
+// errors.js directly: the CLI's API client loads this module, and network/index.js would bring libp2p with it.
+import { NoFederationError } from '../network/errors.js'
 import type { PeerHealth } from '../network/index.js'
 import type { EventBus, Logger, Metrics, NodeEvent, Readiness } from '../observability/index.js'
 import { VERSION } from '../version.js'
@@ -62,14 +64,6 @@ export interface ApiFederation {
   peerId: string
   listenAddrs(): string[]
   peers(): Promise<PeerHealth[]>
-}
-
-/** The node has no federation: routes about one answer 404 NO_FEDERATION. */
-export class NoFederationError extends IcnError {
-  override readonly name = 'NoFederationError'
-  constructor() {
-    super('NO_FEDERATION', 'this node runs alone: start it with --genesis FILE to join a federation')
-  }
 }
 
 /** Send a comment line this often on an idle event stream, so proxies and clients know it is alive. */

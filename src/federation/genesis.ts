@@ -56,6 +56,14 @@ export interface Federation {
   genesis: Block
 }
 
+/** What people are shown of a federation (CLI, API): everything but the genesis block itself. */
+export function federationSummary(
+  f: Federation,
+): Pick<Federation, 'id' | 'name' | 'founder' | 'members' | 'nodes' | 'parameters'> {
+  const { id, name, founder, members, nodes, parameters } = f
+  return { id, name, founder, members, nodes, parameters: { ...parameters } }
+}
+
 /** The body of a genesis record. */
 export interface GenesisBody {
   name: string

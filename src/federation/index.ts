@@ -14,6 +14,7 @@ export {
   createGenesis,
   FEDERATION_NAME,
   type Federation,
+  federationSummary,
   GENESIS_CHAIN,
   GENESIS_TYPE,
   type GenesisBody,

@@ -9,7 +9,7 @@ import {
   SqliteBlockStore,
   StoreHealthMonitor,
 } from '../dag/index.js'
-import { type Federation, readGenesisFile } from '../federation/index.js'
+import { type Federation, federationSummary, readGenesisFile } from '../federation/index.js'
 import { IcnError, type Signer, WorkerVerifier } from '../identity/index.js'
 import { Network, readPskFile } from '../network/index.js'
 import {
@@ -35,12 +35,7 @@ export class ApiListenError extends IcnError {
 /** The API's view of the federation and the network. */
 function apiFederation(f: Federation, network: Network): ApiFederation {
   return {
-    id: f.id,
-    name: f.name,
-    founder: f.founder,
-    members: f.members,
-    nodes: f.nodes,
-    parameters: { ...f.parameters },
+    ...federationSummary(f),
     peerId: network.peerId.toString(),
     listenAddrs: () => network.listenAddrs,
     peers: () => network.peers(),

@@ -23,16 +23,8 @@ interface FederationSummary {
   file: string
 }
 
-function summary(f: Federation, file: string): FederationSummary {
-  return {
-    id: f.id,
-    name: f.name,
-    founder: f.founder,
-    members: f.members,
-    nodes: f.nodes,
-    parameters: { ...f.parameters },
-    file,
-  }
+async function summary(f: Federation, file: string): Promise<FederationSummary> {
+  return { ...(await federation()).federationSummary(f), file }
 }
 
 function describeFederation(s: FederationSummary, verb: string): string {
@@ -122,7 +114,7 @@ export function registerFederation(program: Command): void {
           throw new CliError(`the keystore in ${opts.dataDir} changed while reading it`)
         const f = createGenesis(signer, input)
         await writeGenesisFile(file, f, { force: opts.force }).catch(asUsage)
-        const s = summary(f, file)
+        const s = await summary(f, file)
         output(opts, s, () => describeFederation(s, 'wrote'))
       },
     )
@@ -135,7 +127,7 @@ export function registerFederation(program: Command): void {
       const { readGenesisFile } = await federation()
       const file = resolve(path)
       const f = await readGenesisFile(file).catch(asUsage)
-      const s = summary(f, file)
+      const s = await summary(f, file)
       output(opts, s, () => describeFederation(s, 'read'))
     })
 
