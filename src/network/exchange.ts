@@ -21,8 +21,12 @@ export const EXCHANGE_PROTOCOL = '/icn/block-exchange/1.0.0'
 
 /** How long one request may take before its stream is given up. */
 const REQUEST_TIMEOUT_MS = 30_000
-/** Streams a peer may have open to us at once on this protocol (each carries any number of requests). */
-const MAX_INBOUND_STREAMS = 4
+/**
+ * Streams a peer may have open to us at once on this protocol (each carries any number of requests), and the
+ * streams we open to one peer: requests on one stream go one at a time, so a catch-up that fetches several
+ * chains from one peer uses several.
+ */
+const MAX_STREAMS_PER_PEER = 4
 
 export interface ExchangeLimits {
   maxBlocksPerResponse: number
@@ -43,12 +47,12 @@ export interface ExchangeComponents {
 }
 
 /**
- * Serves block-exchange requests and makes them. One stream per peer and direction is opened once and reused
- * for every request (opening a stream costs about 8x a request on an open one); requests on a stream go one at
- * a time, in order.
+ * Serves block-exchange requests and makes them. Streams are opened once and reused for every request (opening
+ * a stream costs about 8x a request on an open one); requests on a stream go one at a time, in order, and a
+ * request goes to an idle stream to its peer, or a new one up to MAX_STREAMS_PER_PEER, or the least busy one.
  */
 export class BlockExchange {
-  private readonly clients = new Map<string, PeerClient>()
+  private readonly clients = new Map<string, PeerClient[]>()
 
   constructor(
     private readonly limits: ExchangeLimits,
@@ -57,19 +61,19 @@ export class BlockExchange {
 
   async start(): Promise<void> {
     await this.c.libp2p.handle(EXCHANGE_PROTOCOL, (stream, connection) => this.serve(stream, connection), {
-      maxInboundStreams: MAX_INBOUND_STREAMS,
+      maxInboundStreams: MAX_STREAMS_PER_PEER,
     })
   }
 
   async stop(): Promise<void> {
-    for (const client of this.clients.values()) client.close()
+    for (const clients of this.clients.values()) for (const client of clients) client.close()
     this.clients.clear()
     await this.c.libp2p.unhandle(EXCHANGE_PROTOCOL).catch(() => {})
   }
 
   /** Drop the client stream of a peer that disconnected. */
   forget(peer: string): void {
-    this.clients.get(peer)?.close()
+    for (const client of this.clients.get(peer) ?? []) client.close()
     this.clients.delete(peer)
   }
 
@@ -119,12 +123,7 @@ export class BlockExchange {
   }
 
   private async request(peer: PeerId, req: ExchangeRequest, signal?: AbortSignal): Promise<ExchangeResponse> {
-    const key = peer.toString()
-    let client = this.clients.get(key)
-    if (!client) {
-      client = new PeerClient(peer, this.c.libp2p, this.maxReplyBytes())
-      this.clients.set(key, client)
-    }
+    const client = this.clientFor(peer)
     const end = this.c.metrics.exchangeDuration.startTimer({ op: req.op, role: 'client' })
     try {
       const res = await client.request(req, signal)
@@ -134,6 +133,22 @@ export class BlockExchange {
       end({ outcome: 'error' })
       throw err
     }
+  }
+
+  /** An idle stream to the peer, else a new one (up to the limit), else the one with the fewest requests. */
+  private clientFor(peer: PeerId): PeerClient {
+    const key = peer.toString()
+    let clients = this.clients.get(key)
+    if (!clients) {
+      clients = []
+      this.clients.set(key, clients)
+    }
+    let best: PeerClient | undefined
+    for (const client of clients) if (!best || client.pending < best.pending) best = client
+    if (best && (best.pending === 0 || clients.length >= MAX_STREAMS_PER_PEER)) return best
+    const client = new PeerClient(peer, this.c.libp2p, this.maxReplyBytes())
+    clients.push(client)
+    return client
   }
 
   /** A reply's bytes: the block budget plus room for the largest single block and framing. */
@@ -255,8 +270,10 @@ function isEndOfStream(err: unknown): boolean {
   return name === 'UnexpectedEOFError' || name === 'StreamClosedError' || name === 'StreamResetError'
 }
 
-/** The client side for one peer: one stream, requests in order. */
+/** One client stream to a peer: requests in order. */
 class PeerClient {
+  /** Requests sent or queued on this stream and not yet answered. */
+  pending = 0
   private lp?: LengthPrefixedStream<Stream>
   private opening?: Promise<LengthPrefixedStream<Stream>>
   private tail: Promise<unknown> = Promise.resolve()
@@ -269,7 +286,8 @@ class PeerClient {
   ) {}
 
   request(req: ExchangeRequest, signal?: AbortSignal): Promise<ExchangeResponse> {
-    const run = this.tail.then(() => this.send(req, signal))
+    this.pending++
+    const run = this.tail.then(() => this.send(req, signal)).finally(() => this.pending--)
     this.tail = run.catch(() => {})
     return run
   }

@@ -1,5 +1,6 @@
 import * as dagCbor from '@ipld/dag-cbor'
 import type { PeerId } from '@libp2p/interface'
+import { type BulkheadPolicy, bulkhead } from 'cockatiel'
 import {
   type Block,
   type BlockStore,
@@ -30,7 +31,11 @@ export interface SyncComponents {
 export interface SyncOptions {
   intervalMs: number
   pageSize: number
+  /** Chains fetched at once, over all peers (each with up to two pages in memory). Default 4. */
+  concurrentChains?: number
 }
+
+const DEFAULT_CONCURRENT_CHAINS = 4
 
 /** What one anti-entropy round with a peer did. */
 export interface SyncRound {
@@ -54,11 +59,17 @@ export class Synchronizer {
   private readonly fetching = new Map<string, Promise<number>>()
   private readonly controller = new AbortController()
   private unsubscribe?: () => void
+  /** Caps the chain fetches under way (queued ones wait): memory stays bounded however many chains lag. */
+  private readonly fetchSlots: BulkheadPolicy
+  private readonly concurrentChains: number
 
   constructor(
     private readonly opts: SyncOptions,
     private readonly c: SyncComponents,
-  ) {}
+  ) {
+    this.concurrentChains = opts.concurrentChains ?? DEFAULT_CONCURRENT_CHAINS
+    this.fetchSlots = bulkhead(this.concurrentChains, Number.POSITIVE_INFINITY)
+  }
 
   start(): void {
     // Each period, one peer picked at random: every pair of nodes still compares heads every few periods,
@@ -143,11 +154,25 @@ export class Synchronizer {
       }
     }
     this.c.metrics.syncLag.set({ peer: key }, lag)
+    // Several chains at once, and first those no other round is fetching: right after a restart every peer's
+    // round lists the same chains, and each takes different ones instead of queueing behind the first.
     let fetched = 0
-    for (const { head } of behind) {
-      fetched += await this.catchUpChain(peer, head.chain, head.seq)
-      this.c.metrics.syncLag.set({ peer: key }, Math.max(0, lag - fetched))
+    let failed = false
+    const next = async (): Promise<void> => {
+      while (behind.length > 0 && !failed) {
+        const free = behind.findIndex((b) => !this.fetching.has(b.head.chain))
+        const { head } = behind.splice(Math.max(free, 0), 1)[0]!
+        try {
+          fetched += await this.catchUpChain(peer, head.chain, head.seq)
+        } catch (err) {
+          failed = true
+          throw err
+        }
+        this.c.metrics.syncLag.set({ peer: key }, Math.max(0, lag - fetched))
+      }
     }
+    const chainsBehind = behind.length
+    await Promise.all(Array.from({ length: Math.min(this.concurrentChains, behind.length) }, next))
     this.c.metrics.syncLag.set({ peer: key }, 0)
     if (learnPeers) {
       try {
@@ -156,8 +181,8 @@ export class Synchronizer {
         this.c.logger.debug({ peer: key, err }, 'peers request failed')
       }
     }
-    if (fetched > 0) this.c.logger.info({ peer: key, chains: behind.length, fetched }, 'caught up from peer')
-    return { peer: key, chainsBehind: behind.length, fetched, lag }
+    if (fetched > 0) this.c.logger.info({ peer: key, chains: chainsBehind, fetched }, 'caught up from peer')
+    return { peer: key, chainsBehind, fetched, lag }
   }
 
   /**
@@ -175,8 +200,12 @@ export class Synchronizer {
       const from = head ? head.seq + 1 : 0
       if (from > target) return 0
       if (this.fetching.has(chain)) continue
-      const started = Date.now()
-      const run = this.fetchChain(peer, chain, from, target)
+      const queued = Date.now()
+      let started = queued
+      const run = this.fetchSlots.execute(() => {
+        started = Date.now()
+        return this.fetchChain(peer, chain, from, target)
+      }, this.controller.signal)
       this.fetching.set(chain, run)
       try {
         const n = await run

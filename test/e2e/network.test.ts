@@ -510,3 +510,94 @@ describe('re-dial', () => {
     expect((await na.net.peers())[0]).toMatchObject({ did: b.did, connected: true, dialFailures: 0 })
   })
 })
+
+describe('catch-up of many chains', () => {
+  it('fetches several chains at once, over several streams to one peer, and gets all of them', async () => {
+    // A federation of six nodes; only `n` runs. The member host serves the chains of the other five.
+    const [n, m, ...others] = Array.from({ length: 6 }, () => Signer.generate()) as [
+      Signer,
+      Signer,
+      ...Signer[],
+    ]
+    const fed = federation([n, m, ...others])
+    const chains = new Map([m, ...others].map((s) => [chainId(s.did, 'node'), chainOf(s, 2 * PAGE + 3)]))
+    const host = await createHost({
+      privateKey: libp2pKeyFor(m),
+      listen: ['/ip4/127.0.0.1/tcp/0'],
+      allowed: new Set([peerIdFromDid(n.did).toString()]),
+      topic: blocksTopic(fed.id),
+    })
+    hosts.push(host)
+    await host.start()
+    // Range replies are held until three are waiting at once (or 3 s pass): a node that fetched one chain at
+    // a time, or sent one request per peer at a time, would never have three waiting.
+    let waiting = 0
+    let most = 0
+    const streamsUsed = new Set<string>()
+    const wake = new Set<() => void>()
+    await host.handle(
+      EXCHANGE_PROTOCOL,
+      async (stream) => {
+        const lp = lpStream(stream)
+        try {
+          for (;;) {
+            const req = decodeRequest((await lp.read()).subarray(), PAGE)
+            let res: ExchangeResponse
+            if (req.op === 'heads') {
+              res = {
+                heads: [...chains].map(([chain, blocks]) => ({
+                  chain,
+                  seq: blocks.length - 1,
+                  cid: blocks[blocks.length - 1]!.cid,
+                })),
+                more: false,
+              }
+            } else if (req.op === 'range') {
+              streamsUsed.add(stream.id)
+              waiting++
+              most = Math.max(most, waiting)
+              for (const w of wake) w()
+              if (most < 3)
+                await new Promise<void>((resolve) => {
+                  const done = () => {
+                    if (most < 3) return
+                    wake.delete(done)
+                    resolve()
+                  }
+                  wake.add(done)
+                  setTimeout(() => {
+                    wake.delete(done)
+                    resolve()
+                  }, 3_000)
+                })
+              waiting--
+              const blocks = chains.get(req.chain) ?? []
+              res = {
+                blocks: blocks.slice(req.from, req.from + req.limit),
+                more: req.from + req.limit < blocks.length,
+              }
+            } else res = req.op === 'peers' ? { peers: [] } : { blocks: [], more: false }
+            await lp.write(encodeResponse(res))
+          }
+        } catch {
+          stream.abort(new Error('done'))
+        }
+      },
+      { maxInboundStreams: 8 },
+    )
+    const node = await startNode(n, fed, { bootstrap: [host.getMultiaddrs()[0]!.toString()] })
+    await waitFor(
+      'every chain',
+      async () => {
+        for (const [chain, blocks] of chains)
+          if ((await node.store.chainHead(chain))?.seq !== blocks.length - 1) return false
+        return true
+      },
+      20_000,
+    )
+    for (const blocks of chains.values())
+      for (const b of blocks) expect(await node.store.has(b.cid)).toBe(true)
+    expect(most).toBeGreaterThanOrEqual(3)
+    expect(streamsUsed.size).toBeGreaterThanOrEqual(3)
+  })
+})
