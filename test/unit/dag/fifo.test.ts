@@ -2,7 +2,7 @@ import { mkdtemp, rm } from 'node:fs/promises'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { afterEach, beforeEach, expect, it } from 'vitest'
-import { chainId, createSignedBlock, SqliteBlockStore } from '../../../src/dag/index.js'
+import { type Block, chainId, createSignedBlock, SqliteBlockStore } from '../../../src/dag/index.js'
 import {
   InlineVerifier,
   type SignatureCheck,
@@ -62,4 +62,32 @@ it('commits batches in call order, also when a batch in between fails before its
   expect((await first)[0]!.status).toBe('stored')
   expect((await last)[0]!.status).toBe('stored')
   expect((await store.chainHead(chain))?.seq).toBe(1)
+})
+
+it('lets the event loop run while it decodes a large batch, and still stores all of it', async () => {
+  const s = Signer.generate()
+  const chain = chainId(s.did, 'big')
+  const blocks: Block[] = []
+  for (let seq = 0; seq < 512; seq++)
+    blocks.push(
+      createSignedBlock(s, {
+        type: 'icn.value/v1',
+        chain,
+        seq,
+        prev: seq === 0 ? null : blocks[seq - 1]!.cid,
+        ts: seq,
+        body: { seq },
+      }),
+    )
+  let decoded = 0
+  let decodedWhenOthersRan = -1
+  const put = store.putMany(blocks, { inspect: () => decoded++ })
+  // Queued after the call: it runs at the first point where the store gives the event loop back.
+  setImmediate(() => {
+    decodedWhenOthersRan = decoded
+  })
+  await put
+  expect(decodedWhenOthersRan).toBeGreaterThan(0)
+  expect(decodedWhenOthersRan).toBeLessThan(blocks.length)
+  expect((await store.chainHead(chain))?.seq).toBe(511)
 })
