@@ -71,6 +71,18 @@ export class Synchronizer {
     this.fetchSlots = bulkhead(this.concurrentChains, Number.POSITIVE_INFINITY)
   }
 
+  /** Chain fetches running and waiting for a slot (for the metrics and tests). */
+  chainFetches(): { running: number; queued: number } {
+    const running = this.concurrentChains - this.fetchSlots.executionSlots
+    return { running, queued: Math.max(0, this.fetching.size - running) }
+  }
+
+  private updateFetchGauge(): void {
+    const { running, queued } = this.chainFetches()
+    this.c.metrics.syncChainFetches.set({ state: 'running' }, running)
+    this.c.metrics.syncChainFetches.set({ state: 'queued' }, queued)
+  }
+
   start(): void {
     // Each period, one peer picked at random: every pair of nodes still compares heads every few periods,
     // at a cost that does not grow with the size of the federation. A new connection is synced at once.
@@ -204,9 +216,11 @@ export class Synchronizer {
       let started = queued
       const run = this.fetchSlots.execute(() => {
         started = Date.now()
+        this.updateFetchGauge()
         return this.fetchChain(peer, chain, from, target)
       }, this.controller.signal)
       this.fetching.set(chain, run)
+      this.updateFetchGauge()
       try {
         const n = await run
         this.c.logger.info(
@@ -216,6 +230,7 @@ export class Synchronizer {
         return n
       } finally {
         this.fetching.delete(chain)
+        this.updateFetchGauge()
       }
     }
   }

@@ -25,6 +25,7 @@ export interface Metrics {
   readonly exchangeBlocks: Counter<'direction'>
   readonly syncBlocks: Counter<never>
   readonly syncLag: Gauge<'peer'>
+  readonly syncChainFetches: Gauge<'state'>
   readonly sseClients: Gauge<never>
 }
 
@@ -169,6 +170,12 @@ export function createMetrics(opts: { collectProcess?: boolean; prefix?: string 
       name: 'icn_sync_lag_blocks',
       help: 'Blocks a peer had that this node lacked, at the last anti-entropy round with it',
       labelNames: ['peer'] as const,
+      registers,
+    }),
+    syncChainFetches: new Gauge({
+      name: 'icn_sync_chain_fetches',
+      help: 'Chain fetches of anti-entropy and gap filling: running, or queued for one of the node-wide slots',
+      labelNames: ['state'] as const,
       registers,
     }),
     sseClients: new Gauge({

@@ -534,6 +534,8 @@ describe('catch-up of many chains', () => {
     let waiting = 0
     let most = 0
     const streamsUsed = new Set<string>()
+    let started: TestNode | undefined
+    let runningSeen = -1
     const wake = new Set<() => void>()
     await host.handle(
       EXCHANGE_PROTOCOL,
@@ -556,6 +558,11 @@ describe('catch-up of many chains', () => {
               streamsUsed.add(stream.id)
               waiting++
               most = Math.max(most, waiting)
+              if (waiting >= 3 && runningSeen < 0 && started)
+                runningSeen =
+                  (await started.metrics.syncChainFetches.get()).values.find(
+                    (v) => v.labels.state === 'running',
+                  )?.value ?? 0
               for (const w of wake) w()
               if (most < 3)
                 await new Promise<void>((resolve) => {
@@ -586,6 +593,7 @@ describe('catch-up of many chains', () => {
       { maxInboundStreams: 8 },
     )
     const node = await startNode(n, fed, { bootstrap: [host.getMultiaddrs()[0]!.toString()] })
+    started = node
     await waitFor(
       'every chain',
       async () => {
@@ -599,5 +607,12 @@ describe('catch-up of many chains', () => {
       for (const b of blocks) expect(await node.store.has(b.cid)).toBe(true)
     expect(most).toBeGreaterThanOrEqual(3)
     expect(streamsUsed.size).toBeGreaterThanOrEqual(3)
+    // The metric showed the fetches while they ran, and shows none once they are done.
+    expect(runningSeen).toBeGreaterThanOrEqual(3)
+    const fetches = (await node.metrics.syncChainFetches.get()).values
+    expect(fetches.map((v) => [v.labels.state, v.value]).sort()).toEqual([
+      ['queued', 0],
+      ['running', 0],
+    ])
   })
 })
