@@ -71,16 +71,11 @@ export class Synchronizer {
     this.fetchSlots = bulkhead(this.concurrentChains, Number.POSITIVE_INFINITY)
   }
 
-  /** Chain fetches running and waiting for a slot (for the metrics and tests). */
-  chainFetches(): { running: number; queued: number } {
-    const running = this.concurrentChains - this.fetchSlots.executionSlots
-    return { running, queued: Math.max(0, this.fetching.size - running) }
-  }
-
+  /** The chain-fetch gauge: running ones hold a slot; `fetching` holds them and the queued ones. */
   private updateFetchGauge(): void {
-    const { running, queued } = this.chainFetches()
+    const running = this.concurrentChains - this.fetchSlots.executionSlots
     this.c.metrics.syncChainFetches.set({ state: 'running' }, running)
-    this.c.metrics.syncChainFetches.set({ state: 'queued' }, queued)
+    this.c.metrics.syncChainFetches.set({ state: 'queued' }, Math.max(0, this.fetching.size - running))
   }
 
   start(): void {

@@ -6,7 +6,6 @@ export { EventBus, type NodeEvent } from './events.js'
 export { type ComponentStatus, type HealthCheck, Readiness, type ReadinessReport } from './health.js'
 export {
   createLogger,
-  type LogContext,
   type Logger,
   type LoggerOptions,
   silentLogger,

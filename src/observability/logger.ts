@@ -2,16 +2,12 @@ import { type DestinationStream, type Logger, pino } from 'pino'
 
 export type { Logger } from 'pino'
 
-/**
+/*
  * Correlation ids go into child loggers, which are passed down explicitly (a request's handler hands
  * `req.log`, bound to its `reqId`, to the modules it calls). Not AsyncLocalStorage: on Node 20 it installs
  * promise hooks for the whole process, and libp2p makes promises at a high rate; measured on a busy 10-node
  * devnet, the hooks alone cost about 18% of every node's CPU.
  */
-export interface LogContext {
-  reqId?: string
-  jobId?: string
-}
 
 export interface LoggerOptions {
   level?: string
