@@ -76,6 +76,8 @@ const INPUT_ERRORS = new Set([
   'PREV_MISMATCH',
   'UNANCHORED_CHUNK',
   'UNKNOWN_AUTHOR',
+  'VALUE_TOO_DEEP',
+  'UNSAFE_INTEGER',
 ])
 
 export function isInputError(err: unknown): boolean {

@@ -16,6 +16,7 @@ import {
   InvalidSignatureError,
   MalformedBlockError,
 } from './errors.js'
+import { checkCborLimits, checkValueLimits, MAX_BLOCK_DEPTH } from './limits.js'
 
 /** Hard limit on one block's encoded bytes (signed record or chunk). */
 export const MAX_BLOCK_BYTES = 2 * 1024 * 1024
@@ -81,6 +82,8 @@ export function createSignedBlock(
 ): Block & { block: SignedBlock } {
   const unsigned: UnsignedBlock = { v: BLOCK_VERSION, author: signer.did, ...fields }
   checkShape(unsigned)
+  // The body sits at level 2 of the block: check it (without recursion) before the recursive encoder sees it.
+  checkValueLimits(unsigned.body, MAX_BLOCK_DEPTH - 1, 'block body')
   const sig = signer.signWithDomain(blockTag(unsigned.type), dagCbor.encode(unsigned))
   const block: SignedBlock = { ...unsigned, sig }
   const bytes = dagCbor.encode(block)
@@ -126,6 +129,9 @@ export function prevalidateBlock(cid: CID, bytes: Uint8Array): PrevalidatedBlock
     throw new CidMismatchError(cid.toString(), cidFor(cid.code, bytes).toString())
   if (cid.code === RAW) return { validated: { kind: 'raw', cid, bytes } }
 
+  // Depth, integer range and UTF-8 first, without recursion: the recursive decoder below then never goes deeper
+  // than MAX_BLOCK_DEPTH, so the answer is the same on every node whatever its stack.
+  checkCborLimits(bytes)
   let decoded: unknown
   try {
     decoded = dagCbor.decode(bytes)
@@ -185,32 +191,33 @@ function tagBytes(type: string): Uint8Array {
   return t
 }
 
-/** Decode a stored signed block without re-verifying (the store only holds validated blocks). */
+/**
+ * Decode a stored signed block without re-verifying (the store only holds validated blocks). The limits are still
+ * checked first (one pass, no recursion), so bytes stored before they existed give a typed error, not a
+ * RangeError.
+ */
 export function decodeSignedBlock(bytes: Uint8Array): SignedBlock {
+  checkCborLimits(bytes)
   return dagCbor.decode(bytes) as SignedBlock
 }
 
-/** Every CID a signed block links: `prev` and any CID in the body. */
+/** Every CID a signed block links: `prev` and any CID in the body, at any depth (walked without recursion). */
 export function collectLinks(block: UnsignedBlock): CID[] {
   const out: CID[] = []
   if (block.prev) out.push(block.prev)
-  walk(block.body, out, 0)
+  const stack: unknown[] = [block.body]
+  while (stack.length > 0) {
+    const value = stack.pop()
+    if (value === null || typeof value !== 'object' || value instanceof Uint8Array) continue
+    const asCid = CID.asCID(value)
+    if (asCid) out.push(asCid)
+    else {
+      // Children pushed in reverse, so links come out in document order.
+      const children = Array.isArray(value) ? value : Object.values(value)
+      for (let i = children.length - 1; i >= 0; i--) stack.push(children[i])
+    }
+  }
   return out
-}
-
-function walk(value: unknown, out: CID[], depth: number): void {
-  if (depth > 64 || value === null || typeof value !== 'object') return
-  const asCid = CID.asCID(value)
-  if (asCid) {
-    out.push(asCid)
-    return
-  }
-  if (value instanceof Uint8Array) return
-  if (Array.isArray(value)) {
-    for (const v of value) walk(v, out, depth + 1)
-    return
-  }
-  for (const v of Object.values(value)) walk(v, out, depth + 1)
 }
 
 /** Public keys of DIDs already parsed (bounded), so each author is decoded once, not once per block. */

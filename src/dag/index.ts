@@ -46,6 +46,17 @@ export {
   type StoreHealthStatus,
   type TimerClock,
 } from './health.js'
+export {
+  checkCborLimits,
+  checkValueLimits,
+  InvalidUnicodeError,
+  isWellFormed,
+  MAX_BLOCK_DEPTH,
+  MAX_SAFE_INTEGER,
+  MAX_VALUE_DEPTH,
+  UnsafeIntegerError,
+  ValueTooDeepError,
+} from './limits.js'
 export { chainsOf, headPositions, lookupsFor, planBatch, positionKey } from './plan.js'
 export { PostgresBlockStore, type PostgresStoreOptions } from './postgres.js'
 export { describePgUrl, isConnectionError } from './postgres-sql.js'

@@ -2,6 +2,7 @@ import * as dagCbor from '@ipld/dag-cbor'
 import { type Block, createRawBlock } from './block.js'
 import { CID } from './cid.js'
 import { IncompleteValueError, MalformedBlockError } from './errors.js'
+import { checkCborLimits, checkValueLimits, MAX_BLOCK_DEPTH, MAX_VALUE_DEPTH } from './limits.js'
 
 /** Values whose DAG-CBOR encoding is at most this many bytes are stored inside the signed block. */
 export const INLINE_VALUE_BYTES = 1024 * 1024
@@ -15,8 +16,12 @@ export type ValueBody = { inline: unknown } | { chunked: { size: number; parts: 
 
 export const VALUE_RECORD_TYPE = 'icn.value/v1'
 
-/** Split a value into the signed record's body and the raw chunk blocks it links. */
+/**
+ * Split a value into the signed record's body and the raw chunk blocks it links. The value is first checked
+ * without recursion: at most MAX_VALUE_DEPTH levels (VALUE_TOO_DEEP), well-formed strings (INVALID_UNICODE).
+ */
 export function encodeValue(value: unknown): { body: ValueBody; chunks: Block[]; size: number } {
+  checkValueLimits(value, MAX_VALUE_DEPTH)
   let bytes: Uint8Array
   try {
     bytes = dagCbor.encode(value)
@@ -67,5 +72,15 @@ export async function decodeValue(
   }
   if (off !== out.length)
     throw new IncompleteValueError(recordCid.toString(), `chunks hold ${off} of ${out.length} bytes`)
-  return dagCbor.decode(out)
+  // The chunks are opaque to the block rules: apply to the reassembled bytes the limits an inline value has
+  // (levels 3 to MAX_BLOCK_DEPTH of its block), before the recursive decoder sees them.
+  try {
+    checkCborLimits(out, MAX_BLOCK_DEPTH - 2, 'value')
+    return dagCbor.decode(out)
+  } catch (err) {
+    throw new IncompleteValueError(
+      recordCid.toString(),
+      `chunks do not hold a readable value: ${(err as Error).message}`,
+    )
+  }
 }

@@ -18,6 +18,8 @@ const REASONS: Record<string, RejectReason> = {
   CID_MISMATCH: 'bad_cid',
   INVALID_CID: 'bad_cid',
   MALFORMED_BLOCK: 'malformed',
+  VALUE_TOO_DEEP: 'malformed',
+  UNSAFE_INTEGER: 'malformed',
   INVALID_SIGNATURE: 'bad_signature',
   PREV_MISMATCH: 'chain',
   UNANCHORED_CHUNK: 'not_signed',
