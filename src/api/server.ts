@@ -30,6 +30,7 @@ import type { PeerHealth } from '../network/index.js'
 import type { EventBus, Logger, Metrics, NodeEvent, Readiness } from '../observability/index.js'
 import { VERSION } from '../version.js'
 import { BadRequestError, toHttpError, UnauthorizedError } from './errors.js'
+import { parseJsonBody } from './json-body.js'
 import { type BodyOf, ErrorBody, type ParamsOf, type QueryOf, type RouteDef, routes } from './routes.js'
 
 /** What the API needs from the node: narrow, so tests can hand in their own. */
@@ -137,6 +138,15 @@ export async function createApiServer(
       .send({ code: 'ROUTE_NOT_FOUND', message: `no route ${req.method} ${req.url}`, requestId: req.id })
   })
 
+  // JSON bodies are refused rather than changed: big integers, invalid Unicode, too deep (see json-body.ts).
+  app.removeContentTypeParser('application/json')
+  app.addContentTypeParser('application/json', { parseAs: 'buffer' }, (_req, body, done) => {
+    try {
+      done(null, parseJsonBody(body as Buffer))
+    } catch (err) {
+      done(err as Error, undefined)
+    }
+  })
   app.addContentTypeParser('application/vnd.ipld.car', { parseAs: 'buffer' }, (_req, body, done) =>
     done(null, body),
   )

@@ -31,17 +31,18 @@ export function registerDag(program: Command): void {
     const routes = await api()
     if ((opts.value === undefined) === (opts.file === undefined))
       throw new CliError('give exactly one of --value JSON or --file F', EXIT.usage)
-    let text: string
+    let text: Uint8Array
     try {
-      text = opts.value ?? (await readFile(opts.file!, 'utf8'))
+      text = opts.value !== undefined ? Buffer.from(opts.value) : await readFile(opts.file!)
     } catch (err) {
       throw new CliError(`cannot read ${opts.file}: ${(err as Error).message}`, EXIT.usage)
     }
     let value: unknown
     try {
-      value = JSON.parse(text)
+      // Refused, not changed: big integers, invalid Unicode, too deep (as the API would refuse them).
+      value = (await import('../../api/json-body.js')).parseJsonValue(text)
     } catch (err) {
-      throw new CliError(`the value is not JSON: ${(err as Error).message}`, EXIT.usage)
+      throw new CliError((err as Error).message, EXIT.usage)
     }
     const r = await (await clientFor(opts)).call(routes.putValue, { body: { value } })
     output(opts, r, r.cid)
