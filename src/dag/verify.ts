@@ -1,3 +1,4 @@
+import { isInputError } from './base.js'
 import { validateBlock } from './block.js'
 import { type CID, RAW } from './cid.js'
 import { checkAborted, UnanchoredChunkError } from './errors.js'
@@ -37,14 +38,16 @@ export async function verifyStore(
   const chunks: CID[] = []
   let checked = 0
   for await (const { cid, bytes } of store.all({ signal })) {
+    let valid = true
     try {
       validateBlock(cid, bytes)
     } catch (err) {
       bad.push(describe(cid, err))
+      valid = false
     }
     if (cid.code === RAW) chunks.push(cid)
     else
-      for (const child of await store.links(cid, { signal }))
+      for (const child of await linksOf(store, cid, valid, signal))
         if (child.code === RAW) anchored.add(child.toString())
     checked++
     opts.onProgress?.(checked)
@@ -54,6 +57,16 @@ export async function verifyStore(
     if (!anchored.has(key)) bad.push(describe(cid, new UnanchoredChunkError(key)))
   }
   return { checked, bad }
+}
+
+/** A block's links; for a block already reported bad, none if its bytes cannot even be decoded. */
+async function linksOf(store: BlockStore, cid: CID, valid: boolean, signal?: AbortSignal): Promise<CID[]> {
+  try {
+    return await store.links(cid, { signal })
+  } catch (err) {
+    if (!valid && isInputError(err)) return []
+    throw err
+  }
 }
 
 function describe(cid: CID, err: unknown): BadBlock {

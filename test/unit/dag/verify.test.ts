@@ -91,6 +91,28 @@ describe('verifyStore', () => {
     ])
   })
 
+  it('reports a block stored before the depth limit as VALUE_TOO_DEEP, the same on every run', async () => {
+    // 3,000 levels: what a warm node once accepted and a cold one could not decode (a RangeError, or not).
+    const victim = records[3]!
+    const depth = 3000
+    const deep = new Uint8Array(depth + 1).fill(0x81)
+    deep[depth] = 0x01
+    const cid = cidFor(DAG_CBOR, deep)
+    await tamper(
+      'INSERT INTO blocks (cid, codec, size, data, stored_at) VALUES (?, ?, ?, ?, 0)',
+      cid.bytes,
+      DAG_CBOR,
+      deep.length,
+      deep,
+    )
+    const runs = [await verifyStore(store), await verifyStore(store)]
+    for (const res of runs)
+      expect(res.bad).toEqual([
+        { cid: cid.toString(), code: 'VALUE_TOO_DEEP', message: expect.stringMatching(/limit of 256/) },
+      ])
+    expect(victim).toBeDefined()
+  })
+
   it('reports a raw chunk whose bytes were changed as CID_MISMATCH', async () => {
     const chunk = valueBlocks[1]!
     await tamper('UPDATE blocks SET data = zeroblob(100) WHERE cid = ?', chunk.cid.bytes)
