@@ -100,7 +100,7 @@ export function checkCborLimits(bytes: Uint8Array, maxDepth: number = MAX_BLOCK_
     else remaining[remaining.length - 1]!--
     if (major === 2 || major === 3) {
       if (arg > bytes.length - pos) return // truncated
-      if (major === 3) {
+      if (major === 3 && !isAscii(bytes, pos, pos + arg)) {
         try {
           utf8.decode(bytes.subarray(pos, pos + arg))
         } catch {
@@ -118,6 +118,12 @@ export function checkCborLimits(bytes: Uint8Array, maxDepth: number = MAX_BLOCK_
     while (remaining.length > 0 && remaining[remaining.length - 1] === 0) remaining.pop()
     if (remaining.length === 0 && top === 0) return // the whole item: trailing bytes are the decoder's to refuse
   }
+}
+
+/** Whether bytes[from, to) are all ASCII (valid UTF-8 without a decoder call, which costs more than this loop). */
+function isAscii(bytes: Uint8Array, from: number, to: number): boolean {
+  for (let i = from; i < to; i++) if (bytes[i]! >= 0x80) return false
+  return true
 }
 
 /**
