@@ -1,5 +1,5 @@
 import * as dagCbor from '@ipld/dag-cbor'
-import { type Block, CID, checkCid, MAX_BLOCK_BYTES } from '../dag/index.js'
+import { type Block, CID, checkCborLimits, checkCid, MAX_BLOCK_BYTES } from '../dag/index.js'
 import { ExchangeError, InvalidMessageError } from './errors.js'
 
 /**
@@ -57,6 +57,7 @@ function decodeCbor(data: Uint8Array, limit: number, what: string): unknown {
   if (data.length > limit)
     throw new InvalidMessageError('oversized', `${what} is ${data.length} bytes, over the limit of ${limit}`)
   try {
+    checkCborLimits(data, 16, what) // envelopes are shallow (blocks are byte strings): no deep recursion on input
     return dagCbor.decode(data)
   } catch (err) {
     throw new InvalidMessageError('malformed', `${what} is not DAG-CBOR: ${(err as Error).message}`)

@@ -28,6 +28,7 @@ import {
   verifyStore,
 } from '../../../src/dag/index.js'
 import { blockTag, Signer } from '../../../src/identity/index.js'
+import { decodeAnnouncement } from '../../../src/network/messages.js'
 
 const signer = Signer.generate()
 const chain = chainId(signer.did, 'deep')
@@ -164,6 +165,16 @@ describe('nesting depth: a protocol constant, checked before any recursion', () 
     const v = validateBlock(b.cid, b.bytes)
     expect(v.kind === 'signed' && v.links.map(String)).toEqual([target.cid.toString()])
     expect(collectLinks(decodeSignedBlock(b.bytes)).map(String)).toEqual([target.cid.toString()])
+  })
+
+  it('a gossip or exchange envelope nested deeply is refused as malformed before it is decoded', () => {
+    const N = 100_000
+    const deep = new Uint8Array(N + 1).fill(0x81)
+    deep[N] = 0x01
+    expect(errorOf(() => decodeAnnouncement(deep, 4 * 1024 * 1024))).toMatchObject({
+      code: 'INVALID_MESSAGE',
+      message: expect.stringMatching(/deeper than the limit of 16/),
+    })
   })
 
   it('refuses indefinite-length items', () => {
