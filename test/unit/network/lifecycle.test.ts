@@ -45,21 +45,35 @@ class FakePubsub {
   }
 }
 
-function synchronizer(): { sync: Synchronizer; store: FakeStore; clock: ManualClock; rounds: () => number } {
+function synchronizer(): {
+  sync: Synchronizer
+  store: FakeStore
+  clock: ManualClock
+  rounds: () => number
+  heads: AbortSignal[]
+} {
   const store = new FakeStore()
   const clock = new ManualClock()
+  const peer = peerIdFromDid(Signer.generate().did)
+  const heads: AbortSignal[] = []
   let rounds = 0
   const sync = new Synchronizer(
     { intervalMs: 1_000, pageSize: 16 },
     {
       store: store as unknown as BlockStore,
-      exchange: {} as BlockExchange,
+      // A heads request that never answers: one round at a time with the peer, its signal recorded.
+      exchange: {
+        heads: (_peer: PeerId, signal: AbortSignal) => {
+          heads.push(signal)
+          return new Promise(() => {})
+        },
+      } as unknown as BlockExchange,
       logger,
       metrics: createMetrics({ collectProcess: false }),
       isFederationChain: () => true,
       peers: () => {
         rounds++
-        return []
+        return [peer]
       },
       onReceived: () => {},
       onPeerAddresses: () => {},
@@ -67,7 +81,7 @@ function synchronizer(): { sync: Synchronizer; store: FakeStore; clock: ManualCl
       random: () => 0,
     },
   )
-  return { sync, store, clock, rounds: () => rounds }
+  return { sync, store, clock, rounds: () => rounds, heads }
 }
 
 describe('Synchronizer lifecycle', () => {
@@ -90,6 +104,9 @@ describe('Synchronizer lifecycle', () => {
     t.sync.start()
     expect(t.clock.pending).toBe(1)
     expect(t.store.listeners.size).toBe(1)
+    // Its rounds run, and are not born aborted.
+    t.clock.advance(1_000)
+    expect(t.heads.map((s) => s.aborted)).toEqual([false])
     t.sync.stop()
   })
 
@@ -181,8 +198,9 @@ describe('BlockGossip lifecycle', () => {
       body: 1,
     })
     const blocks = [b0, b1]
+    // Published on the next turn of the event loop; counted once the publish has answered.
     const done = new Promise<void>((resolve) => {
-      const check = (): void => (t.sent.length >= 2 ? resolve() : void setImmediate(check))
+      const check = (): void => void setImmediate(t.pubsub.published.length > 0 ? resolve : check)
       check()
     })
     t.store.emit({

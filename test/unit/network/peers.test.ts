@@ -231,6 +231,7 @@ describe('PeerManager lifecycle', () => {
     expect(t.clock.pending).toBe(0)
     t.pm.start()
     expect(t.lib.listening.get('peer:connect')).toBe(1)
+    expect(t.lib.dials).toBe(1)
     t.pm.stop()
   })
 
