@@ -162,12 +162,29 @@ export const routes = {
           connected: Type.Boolean(),
           connectedSince: Type.Optional(Type.String({ format: 'date-time' })),
           lastSeen: Type.Optional(Type.String({ format: 'date-time' })),
-          rttMs: Type.Optional(Type.Number()),
-          blocksReceived: Type.Integer(),
-          blocksSent: Type.Integer(),
+          rttMs: Type.Optional(
+            Type.Number({ description: 'Round-trip time of the last ping (the first is sent on connect)' }),
+          ),
+          blocksReceived: Type.Integer({
+            description: 'Blocks received from it, by gossip and block exchange',
+          }),
+          blocksSent: Type.Integer({
+            description:
+              "Blocks sent to it: this node's own blocks announced to it by gossip, and blocks served to it by block exchange",
+          }),
           score: Type.Number({ description: 'Gossipsub peer score; negative after invalid messages' }),
           addrs: Type.Array(Type.String()),
-          dialFailures: Type.Integer({ description: 'Failed re-dials in a row (0 while connected)' }),
+          dialFailures: Type.Integer({
+            description:
+              'Failed dials in a row, a connection it closed before answering counted as one (0 once it answers)',
+          }),
+          lastDialError: Type.Optional(
+            Type.String({ description: "Why the last dial failed: the error's name, code and message" }),
+          ),
+          refused: Type.Boolean({
+            description:
+              'The last failures were refusals (another federation, genesis or pre-shared key): re-dials back off up to 10 min',
+          }),
           nextDialAt: Type.Optional(Type.String({ format: 'date-time' })),
         }),
       ),

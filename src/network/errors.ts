@@ -31,6 +31,47 @@ export class ExchangeError extends IcnError {
   }
 }
 
+/**
+ * A federation node closed our connection before it answered anything: it does not list this node (a node of
+ * another federation, or an old genesis) or its gater refuses it. Recorded as the reason of a failed re-dial.
+ */
+export class PeerRefusedError extends IcnError {
+  override readonly name = 'PeerRefusedError'
+  constructor(peer: string) {
+    super(
+      'PEER_REFUSED',
+      `${peer} closed the connection before answering: it does not accept this node (is it in the same federation, with the same genesis and pre-shared key?)`,
+    )
+  }
+}
+
+/**
+ * What went wrong, for a log line or an API field: the error's name, code and message, and its cause's (or, for
+ * an AggregateError, its errors'), never "undefined", whatever was thrown.
+ */
+export function describeError(err: unknown, depth = 0): string {
+  if (err === undefined || err === null) return `${String(err)} thrown`
+  if (typeof err !== 'object') return String(err)
+  const e = err as { name?: unknown; code?: unknown; message?: unknown; cause?: unknown; errors?: unknown }
+  const name = typeof e.name === 'string' && e.name !== '' ? e.name : (err.constructor?.name ?? 'Object')
+  const code = typeof e.code === 'string' || typeof e.code === 'number' ? ` [${e.code}]` : ''
+  let message = typeof e.message === 'string' ? e.message : ''
+  if (depth < 3) {
+    if (Array.isArray(e.errors) && e.errors.length > 0)
+      message += `${message ? ' ' : ''}(${e.errors.map((x) => describeError(x, depth + 1)).join('; ')})`
+    else if (e.cause !== undefined && message === '')
+      message = `caused by ${describeError(e.cause, depth + 1)}`
+  }
+  if (message === '' && !(err instanceof Error)) {
+    try {
+      message = JSON.stringify(err) ?? ''
+    } catch {
+      // not serialisable: the name says what it was
+    }
+  }
+  return `${name}${code}${message ? `: ${message}` : ''}`
+}
+
 /** The node has no federation (started without --genesis), so it has no network. */
 export class NoFederationError extends IcnError {
   override readonly name = 'NoFederationError'

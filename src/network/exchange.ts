@@ -2,7 +2,7 @@ import type { Connection, PeerId, Stream } from '@libp2p/interface'
 import { type LengthPrefixedStream, lpStream } from '@libp2p/utils'
 import type { Block, BlockStore, CID } from '../dag/index.js'
 import type { Logger, Metrics } from '../observability/index.js'
-import { ExchangeError } from './errors.js'
+import { describeError, ExchangeError } from './errors.js'
 import type { IcnLibp2p } from './host.js'
 import {
   decodeRequest,
@@ -332,7 +332,7 @@ class PeerClient {
       }
       if ((err as { code?: string }).code === 'EXCHANGE_FAILED') throw err
       if ((err as { code?: string }).code === 'INVALID_MESSAGE') throw err
-      throw new ExchangeError(`${req.op} request to ${this.peer} failed: ${(err as Error).message}`, {
+      throw new ExchangeError(`${req.op} request to ${this.peer} failed: ${describeError(err)}`, {
         cause: err,
       })
     }

@@ -39,6 +39,8 @@ export interface GossipComponents {
   /** A valid block arrived whose chain has a gap here: fetch the chain up to `seq` from `peer`. */
   onGap: (peer: PeerId, chain: string, seq: number) => void
   onReceived: (peer: string, blocks: number) => void
+  /** Blocks of this node's own announcements, counted per peer gossipsub sent them to. */
+  onSent: (peer: string, blocks: number) => void
 }
 
 /**
@@ -46,14 +48,14 @@ export interface GossipComponents {
  * batches (what one turn of the event loop stored goes out together, split by the message size limit).
  * Inbound: the topic validator decodes each message and hands its blocks to the store, which checks size, CID,
  * encoding, signature and chain rules; the message is forwarded only if they pass, and a failure is a Reject
- * that gossipsub counts against the sender's score.
+ * that gossipsub counts against the sender's score. `start` and `stop` are idempotent; it can be started again.
  */
 export class BlockGossip {
   readonly topic: string
   private pending: Block[] = []
   private flushScheduled = false
   private unsubscribe?: () => void
-  private stopped = false
+  private stopped = true
 
   constructor(
     federationId: string,
@@ -63,16 +65,22 @@ export class BlockGossip {
     this.topic = blocksTopic(federationId)
   }
 
+  /** Subscribe, with the validator, and announce what the store commits. A second call does nothing. */
   start(): void {
+    if (!this.stopped) return
+    this.stopped = false
     const pubsub = this.c.libp2p.services.pubsub
     pubsub.topicValidators.set(this.topic, (peer, msg) => this.validate(peer, msg))
     pubsub.subscribe(this.topic)
     this.unsubscribe = this.c.store.onCommit((e) => this.onCommit(e))
   }
 
+  /** Unsubscribe and drop the validator and the store listener. Before `start`, or a second time, it does nothing. */
   stop(): void {
+    if (this.stopped) return
     this.stopped = true
     this.unsubscribe?.()
+    this.unsubscribe = undefined
     const pubsub = this.c.libp2p.services.pubsub
     pubsub.topicValidators.delete(this.topic)
     try {
@@ -134,7 +142,8 @@ export class BlockGossip {
 
   private async publish(blocks: Block[]): Promise<void> {
     const data = encodeAnnouncement(blocks)
-    await this.c.libp2p.services.pubsub.publish(this.topic, data)
+    const { recipients } = await this.c.libp2p.services.pubsub.publish(this.topic, data)
+    for (const peer of recipients) this.c.onSent(peer.toString(), blocks.length)
     this.c.metrics.gossipMessages.inc({ direction: 'out' })
     this.c.metrics.gossipBlocks.inc({ direction: 'out' }, blocks.length)
   }

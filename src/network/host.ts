@@ -25,6 +25,8 @@ export interface HostOptions {
   psk?: Uint8Array
   /** The gossip topic, to give it score parameters: invalid messages count against their sender. */
   topic: string
+  /** Told of every connection the gater refuses (a peer that is not a node of the federation). */
+  onDenied?: (peer: PeerId, direction: 'inbound' | 'outbound') => void
 }
 
 export type IcnServices = {
@@ -64,15 +66,27 @@ export async function readPskFile(path: string): Promise<Uint8Array> {
   return new Uint8Array(bytes)
 }
 
-/** A gater that lets only the federation's nodes connect, in either direction. */
-export function federationGater(allowed: Set<string>): ConnectionGater {
-  const deny = (peer: PeerId): boolean => !allowed.has(peer.toString())
+/**
+ * A gater that lets only the federation's nodes connect, in either direction. `onDenied` hears of each refusal
+ * at its first check (a refused connection goes no further).
+ */
+export function federationGater(
+  allowed: Set<string>,
+  onDenied?: (peer: PeerId, direction: 'inbound' | 'outbound') => void,
+): ConnectionGater {
+  const deny =
+    (direction: 'inbound' | 'outbound', report: boolean) =>
+    (peer: PeerId): boolean => {
+      const denied = !allowed.has(peer.toString())
+      if (denied && report) onDenied?.(peer, direction)
+      return denied
+    }
   return {
-    denyDialPeer: deny,
-    denyInboundEncryptedConnection: deny,
-    denyOutboundEncryptedConnection: deny,
-    denyInboundUpgradedConnection: deny,
-    denyOutboundUpgradedConnection: deny,
+    denyDialPeer: deny('outbound', true),
+    denyInboundEncryptedConnection: deny('inbound', true),
+    denyOutboundEncryptedConnection: deny('outbound', true),
+    denyInboundUpgradedConnection: deny('inbound', false),
+    denyOutboundUpgradedConnection: deny('outbound', false),
   }
 }
 
@@ -96,7 +110,7 @@ export async function createHost(opts: HostOptions): Promise<IcnLibp2p> {
     transports: [tcp()],
     connectionEncrypters: [noise()],
     streamMuxers: [yamux()],
-    connectionGater: federationGater(opts.allowed),
+    connectionGater: federationGater(opts.allowed, opts.onDenied),
     ...(opts.psk ? { connectionProtector: preSharedKey({ psk: opts.psk }) } : {}),
     // The network's own peer health pings every peer (RTT, liveness) and closes a connection only after repeated
     // failures, then re-dials it: a loaded peer is slow, not gone, and libp2p alone would close connections

@@ -5,6 +5,7 @@ import { multiaddr } from '@multiformats/multiaddr'
 import { type BlockStore, chainWriter } from '../dag/index.js'
 import type { Signer } from '../identity/index.js'
 import type { Logger, Metrics } from '../observability/index.js'
+import type { Clock } from './clock.js'
 import { NetworkConfigError } from './errors.js'
 import { BlockExchange } from './exchange.js'
 import { BlockGossip } from './gossip.js'
@@ -39,11 +40,18 @@ export interface NetworkComponents {
   federation: NetworkFederation
   logger: Logger
   metrics: Metrics
+  /** Timers of re-dialing, pings and anti-entropy (default: the system clock). */
+  clock?: Clock
+  /** Uniform in [0, 1): re-dial jitter, the peer of a periodic anti-entropy round (default Math.random). */
+  random?: () => number
 }
 
 export interface NetworkEvents {
+  /** A federation node connected and was pinged once (`rttMs` is set if it answered). */
   'peer:connected': [PeerHealth]
   'peer:disconnected': [PeerHealth]
+  /** A dial failed or was refused; `dialFailures`, `lastDialError` and `nextDialAt` say how and what next. */
+  'peer:dial-failed': [PeerHealth]
 }
 
 /**
@@ -59,6 +67,7 @@ export class Network extends EventEmitter<NetworkEvents> {
   private sync?: Synchronizer
   private peerManager?: PeerManager
   private readonly log: Logger
+  private state: 'new' | 'starting' | 'started' | 'stopped' = 'new'
 
   constructor(
     private readonly options: NetworkOptions,
@@ -95,8 +104,11 @@ export class Network extends EventEmitter<NetworkEvents> {
     return this.nodes.has(chainWriter(chain))
   }
 
+  /** Start the host and every part of the network. A second call does nothing; a stopped network stays stopped. */
   async start(): Promise<void> {
-    const { federation, logger, metrics, store, signer } = this.c
+    if (this.state !== 'new') return
+    this.state = 'starting'
+    const { federation, logger, metrics, store, signer, clock, random } = this.c
     const params = federation.parameters
     const others = federation.nodes.filter((d) => d !== signer.did).map((d) => peerIdFromDid(d))
     const allowed = new Set(others.map((p) => p.toString()))
@@ -106,6 +118,13 @@ export class Network extends EventEmitter<NetworkEvents> {
       allowed,
       psk: this.options.psk,
       topic: `/icn/${federation.id}/blocks/1`,
+      onDenied: (peer, direction) => {
+        metrics.peerConnectionsDenied.inc({ direction })
+        this.log.debug(
+          { peer: peer.toString(), direction },
+          'connection refused: not a node of this federation',
+        )
+      },
     })
     this.libp2p = libp2p
     const peerManager = new PeerManager(
@@ -115,6 +134,8 @@ export class Network extends EventEmitter<NetworkEvents> {
         logger: logger.child({ component: 'peers' }),
         metrics,
         members: others,
+        clock,
+        random,
         events: {
           connected: (p) => {
             this.emit('peer:connected', p)
@@ -125,6 +146,7 @@ export class Network extends EventEmitter<NetworkEvents> {
             this.exchange?.forget(p.peerId)
             this.emit('peer:disconnected', p)
           },
+          dialFailed: (p) => this.emit('peer:dial-failed', p),
         },
       },
     )
@@ -152,6 +174,8 @@ export class Network extends EventEmitter<NetworkEvents> {
         peers: () => peerManager.connectedPeers(),
         onReceived: (peer, n) => peerManager.received(peer, n),
         onPeerAddresses: (list) => void this.learnAddresses(list),
+        clock,
+        random,
       },
     )
     this.gossip = new BlockGossip(federation.id, params.maxMessageBytes, {
@@ -162,6 +186,7 @@ export class Network extends EventEmitter<NetworkEvents> {
       isNode: (did) => this.isNode(did),
       onGap: (peer, chain, seq) => this.sync?.fill(peer, chain, seq),
       onReceived: (peer, n) => peerManager.received(peer, n),
+      onSent: (peer, n) => peerManager.sent(peer, n),
     })
 
     try {
@@ -189,6 +214,7 @@ export class Network extends EventEmitter<NetworkEvents> {
     peerManager.start()
     this.sync.start()
     await this.refreshKnownAddresses()
+    if (this.state === 'starting') this.state = 'started'
     this.log.info(
       {
         peerId: this.peerId.toString(),
@@ -200,7 +226,13 @@ export class Network extends EventEmitter<NetworkEvents> {
     )
   }
 
+  /** Stop everything, in reverse order. Before `start`, or a second time, it does nothing. */
   async stop(): Promise<void> {
+    if (this.state === 'new' || this.state === 'stopped') {
+      this.state = 'stopped'
+      return
+    }
+    this.state = 'stopped'
     this.sync?.stop()
     this.peerManager?.stop()
     this.gossip?.stop()

@@ -1,6 +1,8 @@
 import type { PeerId } from '@libp2p/interface'
 import type { Multiaddr } from '@multiformats/multiaddr'
 import type { Logger, Metrics } from '../observability/index.js'
+import { type Clock, systemClock } from './clock.js'
+import { describeError, PeerRefusedError } from './errors.js'
 import type { IcnLibp2p } from './host.js'
 import { didFromPeerId } from './peer-id.js'
 
@@ -13,15 +15,24 @@ export interface PeerHealth {
   connectedSince?: number
   /** Last time anything was heard from it (connection, ping, block), ms since the epoch. */
   lastSeen?: number
-  /** Round-trip time of the last successful ping. */
+  /** Round-trip time of the last successful ping (the first is sent as the connection opens). */
   rttMs?: number
+  /** Blocks received from it, by gossip (as it forwarded them) and by block exchange. */
   blocksReceived: number
+  /** Blocks sent to it: this node's own blocks announced to it by gossip, and blocks served to it by block exchange. */
   blocksSent: number
   /** Gossipsub's score of the peer (negative after invalid messages). */
   score: number
   addrs: string[]
-  /** Consecutive failed dials (0 while connected). */
+  /** Failed dials in a row, a connection it closed before answering counted as one (0 once it answers). */
   dialFailures: number
+  /** Why the last dial failed: the error's name, code and message. */
+  lastDialError?: string
+  /**
+   * The last failures look like the peer refusing this node (it closed the connection before answering, or the
+   * handshake was denied: another federation, another genesis, another pre-shared key): re-dials back off hard.
+   */
+  refused: boolean
   /** When the next re-dial is due, ms since the epoch (while disconnected). */
   nextDialAt?: number
 }
@@ -34,6 +45,8 @@ export interface PeerOptions {
   /** First re-dial delay; doubles with every failure up to `redialMaxMs`, with jitter. */
   redialBaseMs: number
   redialMaxMs: number
+  /** For a peer that refuses this node the delay grows fourfold per refusal, up to this. */
+  refusedMaxMs: number
 }
 
 export const DEFAULT_PEER_OPTIONS: PeerOptions = {
@@ -41,7 +54,20 @@ export const DEFAULT_PEER_OPTIONS: PeerOptions = {
   maxPingFailures: 3,
   redialBaseMs: 500,
   redialMaxMs: 30_000,
+  refusedMaxMs: 600_000,
 }
+
+/** How long one dial or ping may take. */
+const DIAL_TIMEOUT_MS = 10_000
+
+/** Dial errors that mean the peer (or our gater) refuses the connection, not that it cannot be reached. */
+const REFUSALS = new Set([
+  'EncryptionFailedError', // Noise failed: another pre-shared key, or none where one is expected
+  'InvalidCryptoExchangeError',
+  'UnexpectedPeerError', // another node listens at that address
+  'DialDeniedError',
+  'ConnectionDeniedError',
+])
 
 interface PeerState {
   id: PeerId
@@ -52,38 +78,64 @@ interface PeerState {
   blocksReceived: number
   blocksSent: number
   pingFailures: number
+  pinging: boolean
+  /** The current connection answered a ping or carried blocks: the peer accepts this node. */
+  established: boolean
+  /** `connected` was emitted for the current connection (after its first ping, answered or not). */
+  announced: boolean
   dialFailures: number
+  /** Refusals in a row (a subset of dialFailures). */
+  refusals: number
+  /** Bumped at every failure: a dial outcome compares it to tell whether a failure was already counted. */
+  failureSeq: number
+  lastError?: string
   nextDialAt: number
   dialing: boolean
 }
 
 export interface PeerEvents {
+  /** A connection is open and has been pinged once (so `rttMs` is there if the peer answered). */
   connected: (peer: PeerHealth) => void
   disconnected: (peer: PeerHealth) => void
+  /** A dial failed, or the peer closed a new connection before answering; `nextDialAt` says when the next is. */
+  dialFailed: (peer: PeerHealth) => void
+}
+
+export interface PeerComponents {
+  libp2p: IcnLibp2p
+  logger: Logger
+  metrics: Metrics
+  /** Peer ids of the federation's other nodes. */
+  members: PeerId[]
+  events: PeerEvents
+  clock?: Clock
+  /** Uniform in [0, 1), for the jitter of re-dial delays. */
+  random?: () => number
 }
 
 /**
  * The federation's other nodes as this node sees them: connection state, RTT (ping), traffic, score; and the
  * re-dialer that keeps reconnecting any of them it has lost, with exponential backoff and jitter, so a mesh
- * that was overloaded, partitioned or restarted heals by itself.
+ * that was overloaded, partitioned or restarted heals by itself, while a node that refuses this one (another
+ * federation's) is tried ever more rarely. `start` and `stop` are idempotent; it can be started again.
  */
 export class PeerManager {
   private readonly peers = new Map<string, PeerState>()
-  private pingTimer?: NodeJS.Timeout
-  private dialTimer?: NodeJS.Timeout
-  private stopped = false
+  private readonly clock: Clock
+  private readonly random: () => number
+  private running = false
+  private pingTimer?: unknown
+  private dialTimer?: unknown
+  private dialDue = Number.POSITIVE_INFINITY
+  private readonly onConnectEvent = (e: CustomEvent<PeerId>): void => this.onConnect(e.detail)
+  private readonly onDisconnectEvent = (e: CustomEvent<PeerId>): void => this.onDisconnect(e.detail)
 
   constructor(
     private readonly opts: PeerOptions,
-    private readonly c: {
-      libp2p: IcnLibp2p
-      logger: Logger
-      metrics: Metrics
-      /** Peer ids of the federation's other nodes. */
-      members: PeerId[]
-      events: PeerEvents
-    },
+    private readonly c: PeerComponents,
   ) {
+    this.clock = c.clock ?? systemClock
+    this.random = c.random ?? Math.random
     for (const id of c.members) this.track(id)
   }
 
@@ -97,7 +149,12 @@ export class PeerManager {
         blocksReceived: 0,
         blocksSent: 0,
         pingFailures: 0,
+        pinging: false,
+        established: false,
+        announced: false,
         dialFailures: 0,
+        refusals: 0,
+        failureSeq: 0,
         nextDialAt: 0,
         dialing: false,
       }
@@ -106,22 +163,29 @@ export class PeerManager {
     return s
   }
 
+  /** Listen to libp2p's connection events, ping, and re-dial. A second call does nothing. */
   start(): void {
+    if (this.running) return
+    this.running = true
     const { libp2p } = this.c
-    libp2p.addEventListener('peer:connect', (e) => this.onConnect(e.detail))
-    libp2p.addEventListener('peer:disconnect', (e) => this.onDisconnect(e.detail))
+    libp2p.addEventListener('peer:connect', this.onConnectEvent)
+    libp2p.addEventListener('peer:disconnect', this.onDisconnectEvent)
     for (const id of libp2p.getPeers()) this.onConnect(id)
-    this.pingTimer = setInterval(() => void this.pingAll(), this.opts.pingIntervalMs)
-    this.pingTimer.unref()
-    this.dialTimer = setInterval(() => this.redial(), 250)
-    this.dialTimer.unref()
+    this.schedulePing()
     this.redial()
   }
 
+  /** Remove the listeners and timers. Before `start`, or a second time, it does nothing. */
   stop(): void {
-    this.stopped = true
-    clearInterval(this.pingTimer)
-    clearInterval(this.dialTimer)
+    if (!this.running) return
+    this.running = false
+    this.c.libp2p.removeEventListener('peer:connect', this.onConnectEvent)
+    this.c.libp2p.removeEventListener('peer:disconnect', this.onDisconnectEvent)
+    this.clock.clearTimeout(this.pingTimer)
+    this.clock.clearTimeout(this.dialTimer)
+    this.pingTimer = undefined
+    this.dialTimer = undefined
+    this.dialDue = Number.POSITIVE_INFINITY
   }
 
   /** Remember addresses of a federation peer (from bootstrap flags or a peer's `peers` reply). */
@@ -142,7 +206,8 @@ export class PeerManager {
     const s = this.peers.get(peer)
     if (!s) return
     s.blocksReceived += blocks
-    s.lastSeen = Date.now()
+    s.lastSeen = this.clock.now()
+    if (s.connectedSince !== undefined) this.establish(s)
   }
 
   sent(peer: string, blocks: number): void {
@@ -189,6 +254,8 @@ export class PeerManager {
       score: this.score(s.id),
       addrs: await this.addrsOf(s.id),
       dialFailures: s.dialFailures,
+      ...(s.lastError !== undefined ? { lastDialError: s.lastError } : {}),
+      refused: s.refusals > 0,
       ...(connected ? {} : { nextDialAt: s.nextDialAt }),
     }
   }
@@ -205,92 +272,192 @@ export class PeerManager {
 
   private onConnect(id: PeerId): void {
     const s = this.peers.get(id.toString())
-    if (!s || s.connectedSince !== undefined) return
-    s.connectedSince = Date.now()
+    if (!s || s.connectedSince !== undefined || !this.running) return
+    s.connectedSince = this.clock.now()
     s.lastSeen = s.connectedSince
-    s.dialFailures = 0
     s.pingFailures = 0
+    s.established = false
+    s.announced = false
     this.updateGauge()
-    this.c.logger.info({ peer: id.toString(), did: s.did }, 'peer connected')
-    void this.health(s).then((h) => this.c.events.connected(h))
+    // Ping at once: RTT is known from the start, and a peer that does not accept this node shows itself here,
+    // by closing the connection before it answers.
+    void this.ping(s).then(() => {
+      if (s.connectedSince === undefined || s.announced || !this.running) return
+      s.announced = true
+      this.c.logger.info({ peer: id.toString(), did: s.did, rttMs: s.rttMs }, 'peer connected')
+      void this.health(s).then((h) => this.c.events.connected(h))
+    })
   }
 
   private onDisconnect(id: PeerId): void {
     const s = this.peers.get(id.toString())
     if (!s || s.connectedSince === undefined) return
     s.connectedSince = undefined
-    s.nextDialAt = Date.now() + this.backoff(0)
     this.updateGauge()
-    this.c.logger.info({ peer: id.toString(), did: s.did }, 'peer disconnected')
-    void this.health(s).then((h) => this.c.events.disconnected(h))
+    const { established, announced } = s
+    s.established = false
+    s.announced = false
+    if (established) s.nextDialAt = this.clock.now() + this.backoff(s)
+    else
+      this.failed(
+        s,
+        announced
+          ? new Error('connection closed before the peer answered a ping')
+          : new PeerRefusedError(s.did),
+        !announced,
+      )
+    if (announced) {
+      this.c.logger.info({ peer: id.toString(), did: s.did }, 'peer disconnected')
+      void this.health(s).then((h) => this.c.events.disconnected(h))
+    }
+    this.scheduleDial()
+  }
+
+  /** The peer answered on this connection: it accepts this node; failures are forgotten. */
+  private establish(s: PeerState): void {
+    if (s.established) return
+    s.established = true
+    s.dialFailures = 0
+    s.refusals = 0
+    s.lastError = undefined
+  }
+
+  private failed(s: PeerState, err: unknown, refused: boolean): void {
+    s.dialFailures++
+    s.failureSeq++
+    s.refusals = refused ? s.refusals + 1 : 0
+    s.lastError = describeError(err)
+    s.nextDialAt = this.clock.now() + this.backoff(s)
+    this.c.metrics.redials.inc({ outcome: refused ? 'refused' : 'failed' })
+    const fields = {
+      peer: s.id.toString(),
+      did: s.did,
+      failures: s.dialFailures,
+      retryInMs: s.nextDialAt - this.clock.now(),
+      err: s.lastError,
+    }
+    if (refused && s.refusals === 1)
+      this.c.logger.warn(fields, 'peer refuses this node: re-dialing it ever more rarely')
+    else if (s.dialFailures === 1 || s.dialFailures % 10 === 0) this.c.logger.info(fields, 'dial failed')
+    else this.c.logger.debug(fields, 'dial failed')
+    void this.health(s).then((h) => this.c.events.dialFailed(h))
   }
 
   private updateGauge(): void {
     this.c.metrics.peersConnected.set(this.connectedPeers().length)
   }
 
-  private backoff(failures: number): number {
-    const base = Math.min(this.opts.redialMaxMs, this.opts.redialBaseMs * 2 ** Math.min(failures, 16))
-    return Math.round(base * (0.5 + Math.random() * 0.5))
+  /**
+   * The delay before the next dial: `redialBaseMs` doubled per failure up to `redialMaxMs`; after refusals,
+   * at least `redialBaseMs` x 4^refusals up to `refusedMaxMs`. Times a jitter factor in [0.5, 1).
+   */
+  private backoff(s: PeerState): number {
+    const { redialBaseMs: base, redialMaxMs, refusedMaxMs } = this.opts
+    let delay = Math.min(redialMaxMs, base * 2 ** Math.min(s.dialFailures, 30))
+    if (s.refusals > 0) delay = Math.max(delay, Math.min(refusedMaxMs, base * 4 ** Math.min(s.refusals, 20)))
+    return Math.round(delay * (0.5 + this.random() * 0.5))
+  }
+
+  /** One timer, for the earliest re-dial due. */
+  private scheduleDial(): void {
+    if (!this.running) return
+    let due = Number.POSITIVE_INFINITY
+    for (const s of this.peers.values())
+      if (s.connectedSince === undefined && !s.dialing) due = Math.min(due, s.nextDialAt)
+    if (due >= this.dialDue) return
+    this.clock.clearTimeout(this.dialTimer)
+    this.dialTimer = undefined
+    this.dialDue = due
+    if (due === Number.POSITIVE_INFINITY) return
+    this.dialTimer = this.clock.setTimeout(
+      () => {
+        this.dialTimer = undefined
+        this.dialDue = Number.POSITIVE_INFINITY
+        this.redial()
+      },
+      Math.max(0, due - this.clock.now()),
+    )
   }
 
   private redial(): void {
-    if (this.stopped) return
-    const now = Date.now()
-    for (const s of this.peers.values()) {
-      if (s.connectedSince !== undefined || s.dialing || now < s.nextDialAt) continue
-      s.dialing = true
-      this.c.libp2p
-        .dial(s.id, { signal: AbortSignal.timeout(10_000) })
-        .then(() => {
-          this.c.metrics.redials.inc({ outcome: 'ok' })
-          this.onConnect(s.id)
-        })
-        .catch((err: unknown) => {
-          s.dialFailures++
-          s.nextDialAt = Date.now() + this.backoff(s.dialFailures)
-          this.c.metrics.redials.inc({ outcome: 'failed' })
-          const log = s.dialFailures === 1 || s.dialFailures % 10 === 0 ? 'info' : 'debug'
-          this.c.logger[log](
-            {
-              peer: s.id.toString(),
-              failures: s.dialFailures,
-              retryInMs: s.nextDialAt - Date.now(),
-              err: (err as Error).message,
-            },
-            'dial failed',
-          )
-        })
-        .finally(() => {
-          s.dialing = false
-        })
-    }
+    if (!this.running) return
+    const now = this.clock.now()
+    for (const s of this.peers.values())
+      if (s.connectedSince === undefined && !s.dialing && now >= s.nextDialAt) this.dial(s)
+    this.scheduleDial()
+  }
+
+  private dial(s: PeerState): void {
+    s.dialing = true
+    const seq = s.failureSeq
+    this.c.libp2p
+      .dial(s.id, { signal: AbortSignal.timeout(DIAL_TIMEOUT_MS) })
+      .then(
+        (conn) => {
+          if (conn.status === 'open') {
+            this.c.metrics.redials.inc({ outcome: 'ok' })
+            this.onConnect(s.id)
+          } else if (s.connectedSince === undefined && s.failureSeq === seq && this.running)
+            // closed during the upgrade, before libp2p even reported it connected
+            this.failed(s, new PeerRefusedError(s.did), true)
+        },
+        (err: unknown) => {
+          if (this.running) this.failed(s, err, REFUSALS.has((err as Error)?.name))
+        },
+      )
+      .finally(() => {
+        s.dialing = false
+        this.scheduleDial()
+      })
+  }
+
+  private schedulePing(): void {
+    this.pingTimer = this.clock.setTimeout(() => {
+      if (!this.running) return
+      this.schedulePing()
+      void this.pingAll()
+    }, this.opts.pingIntervalMs)
   }
 
   private async pingAll(): Promise<void> {
     await Promise.all(
       [...this.peers.values()]
-        .filter((s) => s.connectedSince !== undefined)
+        .filter((s) => s.connectedSince !== undefined && !s.pinging)
         .map(async (s) => {
-          const key = s.id.toString()
-          try {
-            const rtt = await this.c.libp2p.services.ping.ping(s.id, { signal: AbortSignal.timeout(10_000) })
-            s.rttMs = rtt
-            s.lastSeen = Date.now()
+          if (await this.ping(s)) return
+          if (s.pingFailures >= this.opts.maxPingFailures && this.running && s.connectedSince !== undefined) {
+            this.c.logger.warn(
+              { peer: s.id.toString(), failures: s.pingFailures },
+              'peer not answering pings: re-dialing',
+            )
             s.pingFailures = 0
-            this.c.metrics.peerRtt.set({ peer: key }, rtt / 1000)
-          } catch (err) {
-            s.pingFailures++
-            if (s.pingFailures >= this.opts.maxPingFailures && !this.stopped) {
-              this.c.logger.warn(
-                { peer: key, failures: s.pingFailures, err },
-                'peer not answering pings: re-dialing',
-              )
-              s.pingFailures = 0
-              await this.c.libp2p.hangUp(s.id).catch(() => {})
-            }
+            await this.c.libp2p.hangUp(s.id).catch(() => {})
           }
         }),
     )
+  }
+
+  /** Ping once; true if it answered (RTT, last seen and the metric updated). */
+  private async ping(s: PeerState): Promise<boolean> {
+    s.pinging = true
+    const key = s.id.toString()
+    try {
+      const rtt = await this.c.libp2p.services.ping.ping(s.id, {
+        signal: AbortSignal.timeout(DIAL_TIMEOUT_MS),
+      })
+      s.rttMs = rtt
+      s.lastSeen = this.clock.now()
+      s.pingFailures = 0
+      this.c.metrics.peerRtt.set({ peer: key }, rtt / 1000)
+      if (s.connectedSince !== undefined) this.establish(s)
+      return true
+    } catch (err) {
+      s.pingFailures++
+      if (s.connectedSince !== undefined)
+        this.c.logger.debug({ peer: key, failures: s.pingFailures, err: describeError(err) }, 'ping failed')
+      return false
+    } finally {
+      s.pinging = false
+    }
   }
 }

@@ -7,11 +7,13 @@ import {
   type CID,
   type CommitEvent,
   DAG_CBOR,
+  isInputError,
   RAW,
   type SignedBlock,
 } from '../dag/index.js'
 import type { Logger, Metrics } from '../observability/index.js'
-import { InvalidMessageError } from './errors.js'
+import { type Clock, systemClock } from './clock.js'
+import { describeError, InvalidMessageError } from './errors.js'
 import type { BlockExchange } from './exchange.js'
 import type { HeadInfo } from './messages.js'
 
@@ -26,6 +28,9 @@ export interface SyncComponents {
   onReceived: (peer: string, blocks: number) => void
   /** Addresses learnt from a peer's `peers` reply. */
   onPeerAddresses: (peers: { peerId: string; addrs: string[] }[]) => void
+  clock?: Clock
+  /** Uniform in [0, 1), to pick the peer of a periodic round. */
+  random?: () => number
 }
 
 export interface SyncOptions {
@@ -50,14 +55,18 @@ export interface SyncRound {
  * for every federation chain where it is ahead, fetch the missing blocks in pages (the next page is requested
  * while the last is stored). A different block at a position both hold is fetched too: the store keeps it as
  * evidence of equivocation. Raw chunks linked by synced or gossiped blocks are fetched after them.
+ * `start` and `stop` are idempotent; it can be started again.
  */
 export class Synchronizer {
-  private timer?: NodeJS.Timeout
+  private timer?: unknown
+  private started = false
+  private readonly clock: Clock
+  private readonly random: () => number
   private readonly running = new Map<string, Promise<SyncRound | undefined>>()
   private readonly filling = new Map<string, { peer: PeerId; seq: number; run: Promise<void> }>()
   /** Chains being fetched now: rounds with several peers (all of them right after a restart) share the work. */
   private readonly fetching = new Map<string, Promise<number>>()
-  private readonly controller = new AbortController()
+  private controller = new AbortController()
   private unsubscribe?: () => void
   /** Caps the chain fetches under way (queued ones wait): memory stays bounded however many chains lag. */
   private readonly fetchSlots: BulkheadPolicy
@@ -69,6 +78,8 @@ export class Synchronizer {
   ) {
     this.concurrentChains = opts.concurrentChains ?? DEFAULT_CONCURRENT_CHAINS
     this.fetchSlots = bulkhead(this.concurrentChains, Number.POSITIVE_INFINITY)
+    this.clock = c.clock ?? systemClock
+    this.random = c.random ?? Math.random
   }
 
   /** The chain-fetch gauge: running ones hold a slot; `fetching` holds them and the queued ones. */
@@ -78,22 +89,52 @@ export class Synchronizer {
     this.c.metrics.syncChainFetches.set({ state: 'queued' }, Math.max(0, this.fetching.size - running))
   }
 
+  /** Start the periodic rounds and the chunk fetcher. A second call does nothing. */
   start(): void {
-    // Each period, one peer picked at random: every pair of nodes still compares heads every few periods,
-    // at a cost that does not grow with the size of the federation. A new connection is synced at once.
-    this.timer = setInterval(() => {
-      const peers = this.c.peers()
-      const peer = peers[Math.floor(Math.random() * peers.length)]
-      if (peer) void this.syncWith(peer, { learnPeers: false })
-    }, this.opts.intervalMs)
-    this.timer.unref()
+    if (this.started) return
+    this.started = true
+    if (this.controller.signal.aborted) this.controller = new AbortController()
+    this.schedule()
     this.unsubscribe = this.c.store.onCommit((e) => this.fetchChunksOf(e))
   }
 
+  /** Stop the rounds and abort those under way. Before `start`, or a second time, it does nothing. */
   stop(): void {
-    clearInterval(this.timer)
+    if (!this.started) return
+    this.started = false
+    this.clock.clearTimeout(this.timer)
+    this.timer = undefined
     this.unsubscribe?.()
+    this.unsubscribe = undefined
     this.controller.abort()
+  }
+
+  // Each period, one peer picked at random: every pair of nodes still compares heads every few periods,
+  // at a cost that does not grow with the size of the federation. A new connection is synced at once.
+  private schedule(): void {
+    this.timer = this.clock.setTimeout(() => {
+      if (!this.started) return
+      this.schedule()
+      const peers = this.c.peers()
+      const peer = peers[Math.floor(this.random() * peers.length)]
+      if (peer) void this.syncWith(peer, { learnPeers: false })
+    }, this.opts.intervalMs)
+  }
+
+  /** A peer's reply was refused (it broke the protocol or sent blocks the store refuses): counted, logged. */
+  private failed(what: string, fields: Record<string, unknown>, err: unknown): void {
+    if (this.controller.signal.aborted) return
+    const reason =
+      err instanceof InvalidMessageError
+        ? err.reason
+        : isInputError(err)
+          ? (err as { code: string }).code
+          : undefined
+    if (reason) this.c.metrics.syncRejected.inc({ reason })
+    this.c.logger.info(
+      { ...fields, ...(reason ? { reason } : {}), err: describeError(err) },
+      `${what} failed`,
+    )
   }
 
   /**
@@ -106,8 +147,7 @@ export class Synchronizer {
     if (existing) return existing
     const run = this.round(peer, opts.learnPeers !== false)
       .catch((err: unknown) => {
-        if (!this.controller.signal.aborted)
-          this.c.logger.info({ peer: key, err: (err as Error).message }, 'anti-entropy round failed')
+        this.failed('anti-entropy round', { peer: key }, err)
         return undefined
       })
       .finally(() => this.running.delete(key))
@@ -131,8 +171,7 @@ export class Synchronizer {
           if (entry.seq === target) return
         }
       } catch (err) {
-        if (!this.controller.signal.aborted)
-          this.c.logger.info({ peer: peer.toString(), chain, err: (err as Error).message }, 'gap fill failed')
+        this.failed('gap fill', { peer: peer.toString(), chain }, err)
       } finally {
         this.filling.delete(chain)
       }
@@ -185,7 +224,7 @@ export class Synchronizer {
       try {
         this.c.onPeerAddresses(await this.c.exchange.peers(peer, signal))
       } catch (err) {
-        this.c.logger.debug({ peer: key, err }, 'peers request failed')
+        this.c.logger.debug({ peer: key, err: describeError(err) }, 'peers request failed')
       }
     }
     if (fetched > 0) this.c.logger.info({ peer: key, chains: chainsBehind, fetched }, 'caught up from peer')
@@ -207,10 +246,10 @@ export class Synchronizer {
       const from = head ? head.seq + 1 : 0
       if (from > target) return 0
       if (this.fetching.has(chain)) continue
-      const queued = Date.now()
+      const queued = this.clock.now()
       let started = queued
       const run = this.fetchSlots.execute(() => {
-        started = Date.now()
+        started = this.clock.now()
         this.updateFetchGauge()
         return this.fetchChain(peer, chain, from, target)
       }, this.controller.signal)
@@ -219,7 +258,15 @@ export class Synchronizer {
       try {
         const n = await run
         this.c.logger.info(
-          { peer: peer.toString(), chain, from, to: target, fetched: n, started, ms: Date.now() - started },
+          {
+            peer: peer.toString(),
+            chain,
+            from,
+            to: target,
+            fetched: n,
+            started,
+            ms: this.clock.now() - started,
+          },
           'chain fetched',
         )
         return n
@@ -317,10 +364,7 @@ export class Synchronizer {
       )
       if (chunks.length > 0) await this.c.store.putMany(chunks, { source: 'sync', peer: peerKey })
       this.c.onReceived(peerKey, chunks.length)
-    })().catch((err: unknown) => {
-      if (!this.controller.signal.aborted)
-        this.c.logger.info({ peer: peerKey, err: (err as Error).message }, 'fetching value chunks failed')
-    })
+    })().catch((err: unknown) => this.failed('fetching value chunks', { peer: peerKey }, err))
   }
 }
 

@@ -27,6 +27,9 @@ export interface Metrics {
   readonly syncLag: Gauge<'peer'>
   readonly syncChainFetches: Gauge<'state'>
   readonly sseClients: Gauge<never>
+  // network hardening (issue 8)
+  readonly peerConnectionsDenied: Counter<'direction'>
+  readonly syncRejected: Counter<'reason'>
 }
 
 /** Build the registry and all metrics. `collectProcess` adds Node's process metrics (CPU, memory, event loop). */
@@ -119,7 +122,7 @@ export function createMetrics(opts: { collectProcess?: boolean; prefix?: string 
     }),
     redials: new Counter({
       name: 'icn_peer_redials_total',
-      help: 'Re-dials of lost federation peers, by outcome (ok, failed)',
+      help: 'Re-dials of lost federation peers, by outcome (ok, failed, refused: the peer does not accept this node)',
       labelNames: ['outcome'] as const,
       registers,
     }),
@@ -181,6 +184,19 @@ export function createMetrics(opts: { collectProcess?: boolean; prefix?: string 
     sseClients: new Gauge({
       name: 'icn_events_clients',
       help: 'Clients connected to the /v1/events stream',
+      registers,
+    }),
+    // network hardening (issue 8)
+    peerConnectionsDenied: new Counter({
+      name: 'icn_peer_connections_denied_total',
+      help: 'Connections refused by the membership gater (peer not a node of the federation), by direction',
+      labelNames: ['direction'] as const,
+      registers,
+    }),
+    syncRejected: new Counter({
+      name: 'icn_sync_rejected_total',
+      help: 'Replies of peers refused by anti-entropy, gap filling or chunk fetching, by reason',
+      labelNames: ['reason'] as const,
       registers,
     }),
   }

@@ -1,3 +1,4 @@
+import { once } from 'node:events'
 import { mkdtemp, rm } from 'node:fs/promises'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
@@ -19,12 +20,15 @@ import {
 import { Signer } from '../../src/identity/index.js'
 import {
   blocksTopic,
+  type Clock,
   createHost,
   EXCHANGE_PROTOCOL,
   type IcnLibp2p,
   libp2pKeyFor,
   Network,
   type NetworkFederation,
+  type PeerHealth,
+  type PeerOptions,
   peerIdFromDid,
 } from '../../src/network/index.js'
 import {
@@ -37,6 +41,7 @@ import {
   encodeResponse,
 } from '../../src/network/messages.js'
 import { createLogger, createMetrics, type Metrics } from '../../src/observability/index.js'
+import { ManualClock } from '../helpers/manual-clock.js'
 
 /**
  * In-process federation nodes (`Network` + SQLite store) on 127.0.0.1, and libp2p hosts holding member keys
@@ -97,15 +102,39 @@ async function openStore(name: string, metrics: Metrics): Promise<SqliteBlockSto
 async function startNode(
   signer: Signer,
   fed: NetworkFederation,
-  opts: { bootstrap?: string[]; psk?: Uint8Array; listen?: string; reuse?: TestNode } = {},
+  opts: {
+    bootstrap?: string[]
+    psk?: Uint8Array
+    listen?: string
+    reuse?: TestNode
+    clock?: Clock
+    random?: () => number
+    peers?: Partial<PeerOptions>
+    /** Called with the network before it starts (to listen to its events from the first one). */
+    before?: (net: Network) => void
+  } = {},
 ): Promise<TestNode> {
   const metrics = opts.reuse?.metrics ?? createMetrics({ collectProcess: false })
   const store = opts.reuse?.store ?? (await openStore(`${fed.id}-${signer.did.slice(-8)}`, metrics))
   const net = new Network(
-    { listen: [opts.listen ?? '/ip4/127.0.0.1/tcp/0'], bootstrap: opts.bootstrap ?? [], psk: opts.psk },
-    { signer, store, federation: fed, logger: logger.child({ node: signer.did.slice(-6) }), metrics },
+    {
+      listen: [opts.listen ?? '/ip4/127.0.0.1/tcp/0'],
+      bootstrap: opts.bootstrap ?? [],
+      psk: opts.psk,
+      peers: opts.peers,
+    },
+    {
+      signer,
+      store,
+      federation: fed,
+      logger: logger.child({ node: signer.did.slice(-6) }),
+      metrics,
+      clock: opts.clock,
+      random: opts.random,
+    },
   )
   nets.push(net)
+  opts.before?.(net)
   await net.start()
   const writer = opts.reuse?.writer ?? new ChainWriter({ name: 'node' }, { store, signer })
   return { signer, net, store, metrics, writer }
@@ -144,10 +173,23 @@ async function waitFor<T>(
   }
 }
 
-const sleep = (ms: number): Promise<void> => new Promise((r) => setTimeout(r, ms))
-
 async function connected(node: TestNode, peer: Signer): Promise<boolean> {
   return (await node.net.peers()).find((p) => p.did === peer.did)?.connected ?? false
+}
+
+async function peer(node: TestNode, of: Signer): Promise<PeerHealth> {
+  return (await node.net.peers()).find((p) => p.did === of.did)!
+}
+
+/** A counter's value, for the given labels (0 if never incremented). */
+async function counter(
+  c: { get(): Promise<{ values: { labels: Record<string, unknown>; value: number }[] }> },
+  labels: Record<string, string> = {},
+): Promise<number> {
+  const { values } = await c.get()
+  return values
+    .filter((v) => Object.entries(labels).every(([k, x]) => v.labels[k] === x))
+    .reduce((sum, v) => sum + v.value, 0)
 }
 
 async function rejected(metrics: Metrics, reason: string, source: string): Promise<number> {
@@ -212,13 +254,6 @@ async function serveExchange(
   return served
 }
 
-/** Wait until the peer has answered `n` more requests of `op` than it had when called. */
-async function moreRequests(served: { op: string }[], op: string, n: number): Promise<void> {
-  const count = (): number => served.filter((s) => s.op === op).length
-  const start = count()
-  await waitFor(`${n} more ${op} requests`, () => count() >= start + n)
-}
-
 describe('pre-shared key', () => {
   it('connects and replicates between nodes sharing the key, and never lets a node without it in', async () => {
     const [a, b, c, d] = [Signer.generate(), Signer.generate(), Signer.generate(), Signer.generate()]
@@ -228,14 +263,25 @@ describe('pre-shared key', () => {
     const nb = await startNode(b, fed, { psk: key, bootstrap: na.net.listenAddrs })
     // c holds another key, d none; both know where a and b listen and keep re-dialing them.
     const both = [...na.net.listenAddrs, ...nb.net.listenAddrs]
-    const nc = await startNode(c, fed, { psk: psk(), bootstrap: both })
-    const nd = await startNode(d, fed, { bootstrap: both })
+    let outsiderConnections = 0
+    const count = (net: Network): void => {
+      net.on('peer:connected', () => outsiderConnections++)
+    }
+    const nc = await startNode(c, fed, { psk: psk(), bootstrap: both, before: count })
+    const nd = await startNode(d, fed, { bootstrap: both, before: count })
 
     await waitFor('a and b connected', async () => (await connected(na, b)) && (await connected(nb, a)))
     const { cid } = await na.writer.appendValue({ private: true })
     await waitFor('the block on b', () => nb.store.has(cid))
 
-    await sleep(2_500)
+    // Each outsider has dialed a and b twice, and each dial was refused by the handshake.
+    for (const outsider of [nc, nd])
+      for (const insider of [a, b])
+        await waitFor('two refused dials', async () => {
+          const p = await peer(outsider, insider)
+          return p.dialFailures >= 2 && p.refused && /EncryptionFailedError/.test(p.lastDialError ?? '')
+        })
+    expect(outsiderConnections).toBe(0)
     for (const outsider of [nc, nd]) {
       const peers = await outsider.net.peers()
       expect(peers).toHaveLength(3)
@@ -409,9 +455,12 @@ describe('sync from a lying peer', () => {
     // 3. Well-signed blocks, but of a chain whose writer is not a federation node (gossip refuses these as
     //    unknown_author): sync must not take them either.
     const stranger = chainOf(Signer.generate(), 6)
+    const refusedBefore = await counter(node.metrics.syncRejected, { reason: 'chain' })
     serving = stranger
-    await moreRequests(served, 'range', 2)
-    await sleep(200)
+    await waitFor(
+      'the stranger blocks refused by sync, twice',
+      async () => (await counter(node.metrics.syncRejected, { reason: 'chain' })) >= refusedBefore + 2,
+    )
     for (const b of stranger) expect(await node.store.has(b.cid)).toBe(false)
     expect((await node.store.stats()).blocks).toBe(0)
 
@@ -458,8 +507,11 @@ describe('evidence from a lying peer', () => {
     await host.dial(multiaddr(node.net.listenAddrs[0]!))
 
     // The peer claims its head at seq 1 is the stranger's block: the node asks for it and refuses it.
-    await moreRequests(served, 'get', 2)
-    await sleep(200)
+    await waitFor(
+      'the stranger block refused, twice',
+      async () => (await counter(node.metrics.syncRejected, { reason: 'chain' })) >= 2,
+    )
+    expect(served.filter((s) => s.op === 'get').length).toBeGreaterThanOrEqual(2)
     expect(await node.store.has(stranger.cid)).toBe(false)
     expect(await node.store.evidence()).toEqual([])
     expect((await node.store.stats()).blocks).toBe(2)
@@ -496,11 +548,9 @@ describe('re-dial', () => {
     await waitFor('a to see b gone', async () => !(await connected(na, b)))
     const written = await na.writer.appendValue({ while: 'b is down' })
     // b comes back on the same port, key and store, with no bootstrap: a must find it by itself.
-    const restarted = Date.now()
     const nb2 = await startNode(b, fed, { listen: `/ip4/127.0.0.1/tcp/${port}`, reuse: nb })
     expect(nb2.net.peerId.equals(peerIdFromDid(b.did))).toBe(true)
-    await waitFor('a to re-dial b', async () => (await connected(na, b)) && (await connected(nb2, a)), 6_000)
-    expect(Date.now() - restarted).toBeLessThan(6_000)
+    await waitFor('a to re-dial b', async () => (await connected(na, b)) && (await connected(nb2, a)))
 
     await waitFor('what a wrote meanwhile on b', () => nb2.store.has(written.cid))
     const after = await nb2.writer.appendValue({ after: 'restart' })
@@ -614,5 +664,82 @@ describe('catch-up of many chains', () => {
       ['queued', 0],
       ['running', 0],
     ])
+  })
+})
+
+describe('a node of another federation', () => {
+  it('is dialed ever more rarely, its failures counted and the reason given, on an injected clock', async () => {
+    // a is a node of federation A = {a, x}; b's federation B = {b, a} lists a, so b dials it; a's gater drops
+    // b right after the handshake. b's timers run on a manual clock; the ping period and anti-entropy are out
+    // of the way, so the only timer that can fire is the re-dial.
+    const [a, x, b] = [Signer.generate(), Signer.generate(), Signer.generate()]
+    const ours = await startNode(a, federation([a, x]))
+    const clock = new ManualClock()
+    const failures: PeerHealth[] = []
+    const theirFed = { ...federation([b, a]), parameters: { ...PARAMETERS, syncIntervalMs: 1e9 } }
+    let connectedEvents = 0
+    const foreign = await startNode(b, theirFed, {
+      bootstrap: ours.net.listenAddrs,
+      clock,
+      random: () => 0.5,
+      peers: { pingIntervalMs: 1e9 },
+      before: (net) => {
+        net.on('peer:dial-failed', (h) => failures.push(h))
+        net.on('peer:connected', () => connectedEvents++)
+      },
+    })
+    const attemptsAt: number[] = [clock.now()]
+    const outcome = (n: number): Promise<unknown> =>
+      waitFor(`attempt ${n} to be refused`, () => failures.length >= n)
+    await outcome(1)
+    // Five minutes in one-second steps (before the fix: about one attempt per step, none counted as failed).
+    for (let step = 0; step < 300; step++) {
+      if (clock.advance(1_000) === 0) continue
+      attemptsAt.push(clock.now())
+      await outcome(attemptsAt.length)
+    }
+    expect(attemptsAt.length).toBeLessThanOrEqual(6)
+    expect(failures.map((f) => f.dialFailures)).toEqual(attemptsAt.map((_, i) => i + 1))
+    const gaps = attemptsAt.slice(1).map((t, i) => t - attemptsAt[i]!)
+    for (let i = 1; i < gaps.length; i++) expect(gaps[i]!).toBeGreaterThan(gaps[i - 1]!)
+    const p = await peer(foreign, a)
+    expect(p).toMatchObject({ connected: false, refused: true, dialFailures: attemptsAt.length })
+    expect(p.lastDialError).toMatch(/PEER_REFUSED/)
+    expect(p.lastDialError).not.toMatch(/undefined/)
+    expect(p.nextDialAt! - clock.now()).toBeGreaterThan(60_000)
+    expect(connectedEvents).toBe(0)
+    // Our node saw each attempt, and refused each one.
+    expect(await counter(ours.metrics.peerConnectionsDenied, { direction: 'inbound' })).toBe(
+      attemptsAt.length,
+    )
+  })
+})
+
+describe('peer health', () => {
+  it('has the RTT as soon as the peer connects, and counts gossiped blocks as sent', async () => {
+    const [a, b] = [Signer.generate(), Signer.generate()]
+    const fed = federation([a, b])
+    let aConnected: Promise<[PeerHealth]> | undefined
+    const na = await startNode(a, fed, {
+      before: (net) => {
+        aConnected = once(net, 'peer:connected') as Promise<[PeerHealth]>
+      },
+    })
+    const nb = await startNode(b, fed, { bootstrap: na.net.listenAddrs })
+    const [event] = await aConnected!
+    expect(event.did).toBe(b.did)
+    expect(event.rttMs).toEqual(expect.any(Number))
+    expect((await peer(na, b)).rttMs).toEqual(expect.any(Number))
+
+    // Blocks written on a until one reaches b by gossip (the first may go by anti-entropy, before the mesh).
+    const gossipIn = (): Promise<number> => counter(nb.metrics.gossipBlocks, { direction: 'in' })
+    await waitFor('a block on b by gossip', async () => {
+      const { cid } = await na.writer.appendValue({ t: 1 })
+      await waitFor('the block on b', () => nb.store.has(cid))
+      return (await gossipIn()) >= 1
+    })
+    // Every block b got came from a, by gossip or block exchange; a counts both as sent to b.
+    const got = (await gossipIn()) + (await counter(nb.metrics.syncBlocks))
+    expect((await peer(na, b)).blocksSent).toBeGreaterThanOrEqual(got)
   })
 })
