@@ -7,6 +7,10 @@ import { Signer } from '../../src/identity/index.js'
 import { defaultOptions, IcnNode } from '../../src/node/index.js'
 import { createLogger } from '../../src/observability/index.js'
 
+async function waitUntil(cond: () => boolean): Promise<void> {
+  while (!cond()) await new Promise((r) => setImmediate(r))
+}
+
 it('every log line a request causes carries its request id, once, and fields do not leak between lines', async () => {
   const lines: string[] = []
   const sink = new Writable({
@@ -33,7 +37,9 @@ it('every log line a request causes carries its request id, once, and fields do 
     })
     expect(res.status).toBe(201)
     await fetch(`${node.apiUrl}/health`, { headers: { 'x-request-id': 'other-7' } })
-    await new Promise((r) => setTimeout(r, 50))
+    // The access line is written when the response has finished, which may be just after fetch resolves:
+    // wait for it (the test's own timeout bounds the wait) rather than for a guessed time.
+    await waitUntil(() => lines.some((l) => l.includes('other-7') && l.includes('"msg":"request"')))
     const mine = lines.filter((l) => l.includes('trace-me-42'))
     const msgs = mine.map((l) => (JSON.parse(l) as { msg: string }).msg)
     expect(msgs).toContain('value stored') // from the API handler
