@@ -100,8 +100,6 @@ export function registerNode(program: Command): void {
 }
 
 async function startNode(opts: StartOpts): Promise<void> {
-  const { createLogger } = await import('../../observability/index.js')
-  const { IcnNode } = await import('../../node/index.js')
   const fromFlags = (dataDir: string, cfg?: Awaited<ReturnType<typeof readConfig>>): NodeOptions => ({
     ...defaultOptions,
     dataDir,
@@ -136,6 +134,9 @@ async function startNode(opts: StartOpts): Promise<void> {
       const o = fromFlags(dataDir)
       await initDataDir({ dataDir, store: o.store, pgUrl: o.pgUrl, apiListen: o.apiListen }, passphrase)
     }
+    // The node and its modules (store drivers, libp2p, API server) are loaded once the input is known good.
+    const { createLogger } = await import('../../observability/index.js')
+    const { IcnNode } = await import('../../node/index.js')
     const options = fromFlags(dataDir, await readConfig(dataDir))
     checkOptions(options)
     const signer = await unlockIdentity(dataDir, passphrase)
