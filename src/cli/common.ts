@@ -1,7 +1,7 @@
 import { readFile } from 'node:fs/promises'
 import type { ApiClient } from '../api/index.js'
 import { IcnError, resolvePassphrase } from '../identity/index.js'
-import { readApiKey, readConfig } from '../node/datadir.js'
+import { readApiKey, readConfig, readRunningNode } from '../node/datadir.js'
 import { defaultOptions } from '../node/options.js'
 
 // The CLI loads the API, store and node modules only in the commands that use them (`await import`), and
@@ -40,15 +40,17 @@ export function output(opts: { json?: boolean }, value: unknown, text?: string |
 }
 
 /**
- * A client for the node the user means: --api/--api-key, else ICN_API/ICN_API_KEY, else the data folder's
- * config and key file (so `icn … --data-dir D` just works against the node started from D).
+ * A client for the node the user means: --api/--api-key, else ICN_API/ICN_API_KEY, else the data folder: the
+ * address the node running on it recorded in `node.json` (where it really listens, whatever --api-listen it was
+ * started with), else `config.json`; and its key file. So `icn … --data-dir D` talks to the node started from D.
  */
 export async function clientFor(opts: GlobalOpts): Promise<ApiClient> {
   const dataDir = opts.dataDir ?? defaultOptions.dataDir
   let api = opts.api ?? process.env.ICN_API
   let apiKey = opts.apiKey ?? process.env.ICN_API_KEY
   if (!api || !apiKey) {
-    const cfg = await readConfig(dataDir).catch(() => undefined)
+    if (!api) api = (await readRunningNode(dataDir))?.api
+    const cfg = api ? undefined : await readConfig(dataDir).catch(() => undefined)
     if (!api && cfg) api = `http://${cfg.apiListen}`
     if (!apiKey) apiKey = await readApiKey(dataDir).catch(() => undefined)
   }
@@ -59,13 +61,17 @@ export async function clientFor(opts: GlobalOpts): Promise<ApiClient> {
   return new Client({ baseUrl: api, apiKey })
 }
 
-/** The passphrase: --passphrase-file, ICN_PASSPHRASE, or a prompt on a terminal. */
-export async function passphraseFor(opts: GlobalOpts, confirm = false): Promise<string> {
+/**
+ * The passphrase: --passphrase-file, ICN_PASSPHRASE, or a prompt on a terminal. For a new keystore
+ * (`newKeystore`) the prompt asks twice and the passphrase must be long enough (PASSPHRASE_TOO_SHORT).
+ */
+export async function passphraseFor(opts: GlobalOpts, newKeystore = false): Promise<string> {
   return resolvePassphrase({
     passphraseFile: opts.passphraseFile,
     env: process.env,
     interactive: true,
-    confirm,
+    confirm: newKeystore,
+    forNewKeystore: newKeystore,
   })
 }
 

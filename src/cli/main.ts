@@ -10,15 +10,30 @@ import { registerInit } from './commands/init.js'
 import { registerNode } from './commands/node.js'
 import { CliError, EXIT } from './common.js'
 
-/** Error codes that mean the user's input was wrong (exit 2) rather than the operation failing (exit 1). */
-const USAGE_CODES = new Set([
+/**
+ * Error codes that mean the user's input was wrong (exit 2) rather than the operation failing (exit 1): a
+ * malformed or inconsistent flag, an input file named on the command line (genesis, passphrase file, CAR) that
+ * is missing or is not what it should be, a passphrase that cannot be used for a new keystore, a database that
+ * does not exist. Commander's own errors (unknown option or command, missing argument) are 2 as well. Exit 1
+ * is an operation that was tried and failed: a wrong passphrase for an existing keystore (like an invalid
+ * signature), a data folder or devnet folder with nothing in it yet, or one that already holds an identity.
+ */
+export const USAGE_CODES: ReadonlySet<string> = new Set([
   'USAGE',
   'INVALID_OPTION',
   'INVALID_DID',
   'INVALID_DOMAIN_TAG',
-  'PASSPHRASE_REQUIRED',
   'INVALID_PARAMETER',
   'INVALID_GENESIS',
+  'GENESIS_NOT_FOUND',
+  'GENESIS_EXISTS',
+  'NOT_A_FEDERATION_NODE',
+  'PASSPHRASE_REQUIRED',
+  'PASSPHRASE_MISMATCH',
+  'PASSPHRASE_TOO_SHORT',
+  'PASSPHRASE_FILE_UNREADABLE',
+  'UNKNOWN_NODE',
+  'DATABASE_NOT_FOUND',
 ])
 
 export function buildProgram(): Command {

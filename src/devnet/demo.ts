@@ -1,6 +1,7 @@
 import { mkdtemp } from 'node:fs/promises'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
+import { InvalidOptionError } from '../node/options.js'
 import { Devnet, type DevnetNodeStatus, type DevnetProgress } from './devnet.js'
 
 export interface DemoOptions {
@@ -15,24 +16,61 @@ export interface DemoOptions {
   onProgress?: (e: DevnetProgress) => void
 }
 
+/** What the demo measured (`icn devnet demo --json` prints it). Times are wall-clock, for a person to read. */
+export interface DemoSummary {
+  nodes: number
+  dir: string
+  federation: string
+  /** From the command's start to every node ready and connected: creating the identities and genesis, then
+   * from the processes' start to connected (the figure `devnet up` prints). */
+  startup: { totalSeconds: number; createSeconds: number; connectSeconds: number }
+  /** A block written on the first node, and when each other node stored it (seen on its /v1/events). */
+  propagation: { writer: string; cid: string; arrivals: { node: string; ms: number; via: string }[] }
+  /** The last node, killed while the others wrote, then restarted: how long until it held every chain. */
+  catchUp: { node: string; blocksWhileDown: number; seconds: number; blocks: number }
+  /** The devnet was left running (`--keep`); else it was stopped and removed. */
+  kept: boolean
+}
+
+const round1 = (x: number): number => Math.round(x * 10) / 10
+
 /**
  * The README's first command: start a devnet, write a block on node1 and watch it reach every other node
  * (through their /v1/events streams), kill the last node, write while it is down, restart it and time its
- * catch-up, then stop everything. Each step prints what it saw.
+ * catch-up, then stop everything. Each step prints what it saw; the figures are returned.
  */
-export async function runDemo(opts: DemoOptions): Promise<void> {
+export async function runDemo(opts: DemoOptions): Promise<DemoSummary> {
   const { out } = opts
+  if (opts.nodes < 2) throw new InvalidOptionError('the demo needs at least 2 nodes')
   const dir = opts.dir ?? (await mkdtemp(join(tmpdir(), 'icn-demo-')))
   const whileDown = opts.blocksWhileDown ?? 200
   out(`Starting a devnet of ${opts.nodes} nodes in ${dir} ...`)
   const t0 = Date.now()
-  const devnet = await Devnet.up({ dir, nodes: opts.nodes, onProgress: opts.onProgress })
+  let connectMs = 0
+  const devnet = await Devnet.up({
+    dir,
+    nodes: opts.nodes,
+    onProgress: (e) => {
+      if (e.kind === 'done' && e.elapsedMs !== undefined) connectMs = e.elapsedMs
+      opts.onProgress?.(e)
+    },
+  })
+  const totalMs = Date.now() - t0
   let keep = false
   try {
     const status = await devnet.status()
-    out(`All ${opts.nodes} nodes ready and fully connected after ${((Date.now() - t0) / 1000).toFixed(1)} s:`)
+    const startup = {
+      totalSeconds: round1(totalMs / 1000),
+      connectSeconds: round1(connectMs / 1000),
+      createSeconds: round1((totalMs - connectMs) / 1000),
+    }
+    out(
+      `All ${opts.nodes} nodes ready and fully connected ${startup.totalSeconds.toFixed(1)} s after the start ` +
+        `(${startup.createSeconds.toFixed(1)} s to create identities and genesis, ` +
+        `${startup.connectSeconds.toFixed(1)} s from process start to connected):`,
+    )
     for (const n of status.nodes) out(`  ${n.name}  ${n.apiUrl}  ${n.did}`)
-    const [writer, ...others] = status.nodes as [DevnetNodeStatus, ...DevnetNodeStatus[]]
+    const [writer, ...others] = status.nodes as [DevnetNodeStatus, DevnetNodeStatus, ...DevnetNodeStatus[]]
 
     out(`\n1. A block written on ${writer.name} reaches every node (watched on their /v1/events streams):`)
     const watch = others.map((n) => watchFor(n))
@@ -40,35 +78,37 @@ export async function runDemo(opts: DemoOptions): Promise<void> {
     const started = performance.now()
     const { cid } = await put(writer, { hello: 'federation', at: new Date().toISOString() })
     out(`   ${writer.name} stored ${cid}`)
+    const arrivals: DemoSummary['propagation']['arrivals'] = []
     for (const [i, w] of watch.entries()) {
       const ev = await w.until(cid, 15_000)
-      out(`   ${others[i]!.name} has it after ${(ev.at - started).toFixed(1)} ms (via ${ev.origin})`)
+      const ms = Math.round((ev.at - started) * 10) / 10
+      arrivals.push({ node: others[i]!.name, ms, via: ev.origin })
+      out(`   ${others[i]!.name} has it after ${ms.toFixed(1)} ms (via ${ev.origin})`)
     }
     for (const w of watch) w.close()
 
-    if (others.length > 0) {
-      const victim = others[others.length - 1]!
-      out(`\n2. ${victim.name} crashes (SIGKILL); the others write ${whileDown} blocks meanwhile:`)
-      await devnet.kill(victim.name)
-      const writers = status.nodes.filter((n) => n.name !== victim.name)
-      for (let i = 0; i < whileDown; i++)
-        await put(writers[i % writers.length]!, { i, note: 'written while down' })
-      out(`   written; ${victim.name} is down`)
-      out(`\n3. ${victim.name} restarts and catches up by itself (anti-entropy):`)
-      const restartAt = Date.now()
-      const back = await devnet.restart(victim.name)
-      const want = await chains(writer)
-      for (;;) {
-        if (sameChains(await chains(back), want)) break
-        if (Date.now() - restartAt > 60_000) throw new Error(`${victim.name} did not catch up within 60 s`)
-        await new Promise((r) => setTimeout(r, 50))
-      }
-      const stats = await getJson<{ blocks: number }>(`${back.apiUrl}/v1/dag/stats`)
-      out(
-        `   ${victim.name} holds all ${stats.blocks} blocks again, ${((Date.now() - restartAt) / 1000).toFixed(1)} s ` +
-          'after its restart (process start included)',
-      )
+    const victim = others[others.length - 1]!
+    out(`\n2. ${victim.name} crashes (SIGKILL); the others write ${whileDown} blocks meanwhile:`)
+    await devnet.kill(victim.name)
+    const writers = status.nodes.filter((n) => n.name !== victim.name)
+    for (let i = 0; i < whileDown; i++)
+      await put(writers[i % writers.length]!, { i, note: 'written while down' })
+    out(`   written; ${victim.name} is down`)
+    out(`\n3. ${victim.name} restarts and catches up by itself (anti-entropy):`)
+    const restartAt = Date.now()
+    const back = await devnet.restart(victim.name)
+    const want = await chains(writer)
+    for (;;) {
+      if (sameChains(await chains(back), want)) break
+      if (Date.now() - restartAt > 60_000) throw new Error(`${victim.name} did not catch up within 60 s`)
+      await new Promise((r) => setTimeout(r, 50))
     }
+    const catchUpSeconds = round1((Date.now() - restartAt) / 1000)
+    const stats = await getJson<{ blocks: number }>(`${back.apiUrl}/v1/dag/stats`)
+    out(
+      `   ${victim.name} holds all ${stats.blocks} blocks again, ${catchUpSeconds.toFixed(1)} s ` +
+        'after its restart (process start included)',
+    )
     keep = opts.keep === true
     if (keep) {
       out(`\nThe devnet keeps running. Look around:`)
@@ -77,6 +117,20 @@ export async function runDemo(opts: DemoOptions): Promise<void> {
         `  curl ${writer.apiUrl}/v1/peers ; curl ${writer.apiUrl}/v1/federation ; curl -N ${writer.apiUrl}/v1/events`,
       )
       out(`  bin/icn devnet down --dir ${dir} --clean`)
+    }
+    return {
+      nodes: opts.nodes,
+      dir,
+      federation: status.federation,
+      startup,
+      propagation: { writer: writer.name, cid, arrivals },
+      catchUp: {
+        node: victim.name,
+        blocksWhileDown: whileDown,
+        seconds: catchUpSeconds,
+        blocks: stats.blocks,
+      },
+      kept: keep,
     }
   } finally {
     if (!keep) {

@@ -49,6 +49,8 @@ export interface DevnetProgress {
   kind: 'create' | 'start' | 'ready' | 'mesh' | 'stop' | 'done'
   message: string
   node?: string
+  /** With `done`: milliseconds from the start of the wait (the processes were just started) to connected. */
+  elapsedMs?: number
 }
 
 /** How the devnet runs its nodes and reports; shared by every operation of one `Devnet`. */
@@ -252,7 +254,7 @@ export class Devnet {
       process.kill(pid, 'SIGKILL')
       if (!(await waitGone(pid, node.dataDir, 5_000))) throw new DevnetStopError([{ name, pid }])
       await waitReaped(pid, REAP_WAIT_MS)
-      this.progress('stop', `${name} killed (pid ${pid})`, name)
+      // No progress event: the result is the report (the CLI prints it once, on stdout).
       return { name, pid }
     })
   }
@@ -357,14 +359,28 @@ export class Devnet {
           this.progress('ready', `${l.node.name} ready`, l.node.name)
         }
       const meshed = looks.filter((l) => l.probe.ready && l.missing.length === 0).length
-      if (meshed !== lastMesh && ready.size > 0 && this.state.nodes.length > 1) {
-        lastMesh = meshed
-        this.progress('mesh', `mesh ${meshed}/${targets.length} nodes connected`)
+      // One node (a restart): how many of the federation's running nodes it is connected to. Several: how many
+      // of them are connected to all the others.
+      const single = looks.length === 1 ? looks[0]! : undefined
+      const progressNow = single ? single.expected - single.missing.length : meshed
+      if (progressNow !== lastMesh && ready.size > 0 && this.state.nodes.length > 1) {
+        lastMesh = progressNow
+        this.progress(
+          'mesh',
+          single
+            ? `${single.node.name} connected to ${progressNow}/${single.expected} peers`
+            : `mesh ${meshed}/${targets.length} nodes connected`,
+          single?.node.name,
+        )
       }
       if (meshed === targets.length) {
-        const secs = ((Date.now() - started) / 1000).toFixed(1)
+        const elapsedMs = Date.now() - started
         const what = targets.length === 1 ? targets[0]!.name : `all ${targets.length} nodes`
-        this.progress('done', `${what} ready and connected (${secs} s)`)
+        this.hooks.onProgress?.({
+          kind: 'done',
+          message: `${what} ready and connected (${(elapsedMs / 1000).toFixed(1)} s after ${targets.length === 1 ? 'its process' : 'their processes'} started)`,
+          elapsedMs,
+        })
         return
       }
       if (Date.now() > deadline) {

@@ -6,7 +6,7 @@
  * tests and benchmarks can drive a devnet in-process.
  */
 
-export { type DemoOptions, runDemo } from './demo.js'
+export { type DemoOptions, type DemoSummary, runDemo } from './demo.js'
 export {
   Devnet,
   type DevnetDownResult,

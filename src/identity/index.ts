@@ -43,11 +43,14 @@ export {
 export {
   type CreateKeystoreOptions,
   checkKeystorePermissions,
+  checkNewPassphrase,
   createKeystore,
   DEFAULT_KDF_PARAMS,
   type KdfParams,
   type KeystorePermissions,
+  MIN_PASSPHRASE_LENGTH,
   openKeystore,
+  PassphraseTooShortError,
   readKeystoreDid,
 } from './keystore.js'
 export { PASSPHRASE_ENV, type ResolvePassphraseOptions, resolvePassphrase } from './passphrase.js'

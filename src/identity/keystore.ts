@@ -3,6 +3,7 @@ import { type FileHandle, link, lstat, open, rename, stat, unlink } from 'node:f
 import { basename, dirname, join } from 'node:path'
 import { isDid } from './did.js'
 import {
+  IcnError,
   KeystoreCorruptError,
   KeystoreExistsError,
   KeystoreNotFoundError,
@@ -59,6 +60,33 @@ const MAX_P = 16
 /** Ceiling on the memory a keystore's scrypt parameters may demand. */
 const MAX_SCRYPT_MEMORY = 1024 * 1024 * 1024
 const MIN_SCRYPT_MAXMEM = 64 * 1024 * 1024
+
+/**
+ * Fewest characters (Unicode code points, after NFKC) a new keystore's passphrase may have. Checked when a
+ * keystore is created, never when one is opened: an existing keystore keeps working with the passphrase it has.
+ */
+export const MIN_PASSPHRASE_LENGTH = 8
+
+/** A new keystore's passphrase is shorter than MIN_PASSPHRASE_LENGTH characters. */
+export class PassphraseTooShortError extends IcnError {
+  static readonly code = 'PASSPHRASE_TOO_SHORT'
+  declare readonly code: typeof PassphraseTooShortError.code
+  override readonly name = 'PassphraseTooShortError'
+
+  constructor(length: number) {
+    super(
+      PassphraseTooShortError.code,
+      `a new keystore's passphrase must have at least ${MIN_PASSPHRASE_LENGTH} characters, this one has ${length}`,
+      { details: { length, minimum: MIN_PASSPHRASE_LENGTH } },
+    )
+  }
+}
+
+/** Throws PassphraseTooShortError unless `passphrase` is long enough for a new keystore. */
+export function checkNewPassphrase(passphrase: string): void {
+  const length = [...passphrase.normalize('NFKC')].length
+  if (length < MIN_PASSPHRASE_LENGTH) throw new PassphraseTooShortError(length)
+}
 
 /** The JSON layout of a version-1 keystore file. */
 interface KeystoreJson {
@@ -278,6 +306,7 @@ export async function createKeystore(
 ): Promise<void> {
   options.signal?.throwIfAborted()
   assertPassphrase(passphrase)
+  checkNewPassphrase(passphrase)
   const params: KdfParams = {
     N: options.kdf?.N ?? DEFAULT_KDF_PARAMS.N,
     r: options.kdf?.r ?? DEFAULT_KDF_PARAMS.r,

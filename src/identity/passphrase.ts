@@ -2,6 +2,7 @@ import { readFile } from 'node:fs/promises'
 import { createInterface } from 'node:readline'
 import { Writable } from 'node:stream'
 import { PassphraseFileError, PassphraseMismatchError, PassphraseRequiredError } from './errors.js'
+import { checkNewPassphrase } from './keystore.js'
 
 /** Name of the environment variable that may hold the keystore passphrase. */
 export const PASSPHRASE_ENV = 'ICN_PASSPHRASE'
@@ -16,6 +17,11 @@ export interface ResolvePassphraseOptions {
   interactive?: boolean
   /** Ask twice and require both answers to match (for a new keystore). */
   confirm?: boolean
+  /**
+   * The passphrase is for a new keystore: whatever its source, it must have MIN_PASSPHRASE_LENGTH characters
+   * (PassphraseTooShortError). Never set it to unlock an existing keystore.
+   */
+  forNewKeystore?: boolean
   /** Terminal to read from; defaults to `process.stdin`. */
   input?: NodeJS.ReadableStream
   /** Where prompts go; defaults to `process.stderr`, keeping stdout clean. */
@@ -112,9 +118,16 @@ function promptHidden(
  * 3. a prompt without echo, if `interactive` and the input is a terminal
  *    (asked twice with `confirm`).
  * Otherwise throws PassphraseRequiredError naming the three options. An empty
- * passphrase is always rejected.
+ * passphrase is always rejected; with `forNewKeystore` a short one too
+ * (PassphraseTooShortError).
  */
 export async function resolvePassphrase(options: ResolvePassphraseOptions = {}): Promise<string> {
+  const passphrase = await findPassphrase(options)
+  if (options.forNewKeystore === true) checkNewPassphrase(passphrase)
+  return passphrase
+}
+
+async function findPassphrase(options: ResolvePassphraseOptions): Promise<string> {
   options.signal?.throwIfAborted()
   const { passphraseFile } = options
   if (passphraseFile !== undefined) {
@@ -142,6 +155,7 @@ export async function resolvePassphrase(options: ResolvePassphraseOptions = {}):
       const answers = await promptHidden(input, options.output ?? process.stderr, prompts, options.signal)
       const [first = '', second] = answers
       notEmpty(first, 'the prompt')
+      if (options.forNewKeystore === true) checkNewPassphrase(first)
       if (options.confirm === true && second !== first) {
         throw new PassphraseMismatchError('the two passphrases entered do not match')
       }

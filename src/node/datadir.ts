@@ -1,5 +1,6 @@
 import { randomBytes } from 'node:crypto'
-import { chmod, mkdir, open, readFile, rename, stat } from 'node:fs/promises'
+import { rmSync } from 'node:fs'
+import { chmod, mkdir, open, readFile, rename, rm, stat } from 'node:fs/promises'
 import { dirname, join } from 'node:path'
 import {
   createKeystore,
@@ -23,14 +24,18 @@ export const KEYSTORE_FILE = 'keystore.json'
 export const API_KEY_FILE = 'api-key'
 export const CONFIG_FILE = 'config.json'
 export const SQLITE_FILE = 'store.sqlite'
+/** Written by a running node: where it actually listens (see `writeRunningNode`). */
+export const NODE_FILE = 'node.json'
 
 export function dataPaths(dataDir: string): {
   keystore: string
   apiKey: string
   config: string
   sqlite: string
+  node: string
 } {
   return {
+    node: join(dataDir, NODE_FILE),
     keystore: join(dataDir, KEYSTORE_FILE),
     apiKey: join(dataDir, API_KEY_FILE),
     config: join(dataDir, CONFIG_FILE),
@@ -134,5 +139,80 @@ export async function writeSecretFile(path: string, content: string): Promise<vo
     await dir.sync()
   } finally {
     await dir.close()
+  }
+}
+
+/** What a running node records in `<data-dir>/node.json`: where it really listens, for the CLI to find it. */
+export interface RunningNodeFile {
+  version: 1
+  pid: number
+  did: string
+  /** Base URL of its HTTP API, e.g. `http://127.0.0.1:7442`. */
+  api: string
+  /** Its libp2p peer id and listen multiaddrs (null and [] when it runs without a federation). */
+  peerId: string | null
+  listenAddrs: string[]
+  startedAt: string
+}
+
+/** Record the running node in `<data-dir>/node.json` (atomically: temp file, fsync, rename; mode 0600). */
+export async function writeRunningNode(dataDir: string, info: RunningNodeFile): Promise<void> {
+  await writeSecretFile(dataPaths(dataDir).node, `${JSON.stringify(info, null, 2)}\n`)
+}
+
+/**
+ * Remove `<data-dir>/node.json` if it is the record of process `pid` (a clean stop), leaving one written by
+ * another process alone.
+ */
+export async function removeRunningNode(dataDir: string, pid: number): Promise<void> {
+  const file = await readNodeFile(dataDir)
+  if (file?.pid === pid) await rm(dataPaths(dataDir).node, { force: true })
+}
+
+/** `removeRunningNode` for a process about to exit: the caller knows the file is its own. */
+export function removeRunningNodeSync(dataDir: string): void {
+  rmSync(dataPaths(dataDir).node, { force: true })
+}
+
+/**
+ * The node running on this data folder, from `node.json`; undefined if there is none, the file is unreadable,
+ * or its process is gone (a node that crashed leaves a stale file, which is ignored).
+ */
+export async function readRunningNode(
+  dataDir: string,
+  alive: (pid: number) => boolean = pidAlive,
+): Promise<RunningNodeFile | undefined> {
+  const file = await readNodeFile(dataDir)
+  return file && alive(file.pid) ? file : undefined
+}
+
+async function readNodeFile(dataDir: string): Promise<RunningNodeFile | undefined> {
+  let json: unknown
+  try {
+    json = JSON.parse(await readFile(dataPaths(dataDir).node, 'utf8'))
+  } catch {
+    return undefined
+  }
+  const f = json as Partial<RunningNodeFile>
+  if (
+    typeof f !== 'object' ||
+    f === null ||
+    f.version !== 1 ||
+    !Number.isSafeInteger(f.pid) ||
+    (f.pid as number) <= 0 ||
+    typeof f.api !== 'string' ||
+    !/^https?:\/\//.test(f.api)
+  )
+    return undefined
+  return f as RunningNodeFile
+}
+
+/** The process exists (EPERM: it does, under another user). */
+function pidAlive(pid: number): boolean {
+  try {
+    process.kill(pid, 0)
+    return true
+  } catch (err) {
+    return (err as NodeJS.ErrnoException).code === 'EPERM'
   }
 }

@@ -50,6 +50,12 @@ export class InvalidOptionError extends IcnError {
   }
 }
 
+/**
+ * The log levels a node accepts: pino's own (`pino.levels.values`) and `silent`. Listed here, not read from pino,
+ * so that checking settings loads no logger; a unit test keeps the two lists equal.
+ */
+export const LOG_LEVELS = ['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent'] as const
+
 /** Parse `host:port` (IPv6 as `[::1]:port`). */
 export function parseListen(text: string): { host: string; port: number } {
   const m = /^(?:\[([^\]]+)\]|([^:]+)):(\d{1,5})$/.exec(text)
@@ -75,6 +81,10 @@ export function checkOptions(opts: NodeOptions): void {
     if (url.protocol !== 'postgres:' && url.protocol !== 'postgresql:')
       throw new InvalidOptionError('--pg-url must start with postgres:// or postgresql://')
   }
+  if (!(LOG_LEVELS as readonly string[]).includes(opts.logLevel))
+    throw new InvalidOptionError(
+      `--log-level (or ICN_LOG_LEVEL) must be one of ${LOG_LEVELS.join(', ')}, got ${JSON.stringify(opts.logLevel)}`,
+    )
   parseListen(opts.apiListen)
   for (const [flag, values] of [
     ['--p2p-listen', opts.p2pListen],

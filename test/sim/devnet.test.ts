@@ -152,6 +152,8 @@ describe.sequential('icn devnet', () => {
     const table = await devnet(['status'])
     expect(table.code, table.stderr).toBe(0)
     expect(table.stdout).toMatch(/node3\s+http:\/\/127\.0\.0\.1:\d+/)
+    // The human table carries each node's API key, as the README promises.
+    for (const n of s.nodes) expect(table.stdout).toMatch(new RegExp(`${n.name}\\s+\\S+\\s+${n.apiKey}\\s`))
   })
 
   it('a block written on node1 reaches node2 and node3', async () => {
@@ -178,6 +180,9 @@ describe.sequential('icn devnet', () => {
     const before = byName(await status(), 'node3')
     const r = await devnet(['kill', 'node3'])
     expect(r.code, r.stderr).toBe(0)
+    // Its one line, once: on stdout, nothing on stderr.
+    expect(r.stdout).toBe(`node3 killed (pid ${before.pid})\n`)
+    expect(r.stderr).toBe('')
     expect(await gone(before.pid!)).toBe(true)
     const s = await status()
     expect(byName(s, 'node3')).toMatchObject({ running: false, ready: false })
@@ -201,6 +206,10 @@ describe.sequential('icn devnet', () => {
     const node3 = JSON.parse(r.stdout) as NodeStatus
     expect(node3.pid).not.toBe(old)
     expect(node3).toMatchObject({ running: true, ready: true, connectedPeers: 2 })
+    // Progress counts the node's connections to the federation, not "mesh 1/1 nodes".
+    expect(r.stderr).toContain('node3 connected to 2/2 peers')
+    expect(r.stderr).not.toContain('mesh 1/1')
+    expect(r.stderr).toMatch(/node3 ready and connected \(\d+\.\d s after its process started\)/)
     const s = await status()
     for (const n of s.nodes) expect(n, n.name).toMatchObject({ running: true, ready: true })
   }, 35_000)
@@ -245,4 +254,34 @@ describe.sequential('icn devnet', () => {
     expect(noDevnet.code, noDevnet.stderr).toBe(1)
     expect(noDevnet.stderr).toContain('DEVNET_NOT_FOUND')
   })
+})
+
+describe('icn devnet demo --json', () => {
+  it('prints its measurements as JSON on stdout, the tour on stderr, with one consistent start-up figure', async () => {
+    const work = await tempDir('icn-demo-')
+    const r = await runCli(['devnet', 'demo', '--nodes', '2', '--dir', join(work, 'demo'), '--json'], {
+      timeoutMs: 110_000,
+    })
+    expect(r.code, r.stderr).toBe(0)
+    const summary = JSON.parse(r.stdout) as {
+      nodes: number
+      startup: { totalSeconds: number; createSeconds: number; connectSeconds: number }
+      propagation: { writer: string; cid: string; arrivals: { node: string; ms: number; via: string }[] }
+      catchUp: { node: string; blocksWhileDown: number; seconds: number; blocks: number }
+      kept: boolean
+    }
+    expect(summary).toMatchObject({ nodes: 2, kept: false, propagation: { writer: 'node1' } })
+    expect(summary.propagation.arrivals.map((a) => a.node)).toEqual(['node2'])
+    expect(summary.catchUp).toMatchObject({ node: 'node2', blocksWhileDown: 200 })
+    expect(summary.catchUp.blocks).toBeGreaterThanOrEqual(202)
+    const { totalSeconds, createSeconds, connectSeconds } = summary.startup
+    expect(Math.abs(createSeconds + connectSeconds - totalSeconds)).toBeLessThanOrEqual(0.11)
+    // The progress line and the tour's line give the same connect figure.
+    expect(r.stderr).toContain(
+      `all 2 nodes ready and connected (${connectSeconds.toFixed(1)} s after their processes started)`,
+    )
+    expect(r.stderr).toContain(`${totalSeconds.toFixed(1)} s after the start`)
+    expect(r.stderr).toContain(`${connectSeconds.toFixed(1)} s from process start to connected`)
+    expect(r.stderr).toContain('Devnet stopped and removed.')
+  }, 120_000)
 })

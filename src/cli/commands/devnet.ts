@@ -115,21 +115,23 @@ export function registerDevnet(program: Command): void {
       'A short tour: start a devnet, watch a block reach every node, crash one, write, restart it and time ' +
         'its catch-up, then stop and remove everything',
     )
-    .option('--nodes <n>', `number of nodes, 2 to ${MAX_DEVNET_NODES} (default 3)`, wholeNumber, 3)
+    .option('--nodes <n>', `number of nodes, 2 to ${MAX_DEVNET_NODES}`, wholeNumber, 3)
     .option('--dir <dir>', 'devnet folder (default: a new temporary folder)')
     .option('--keep', 'leave the devnet running at the end, to look around')
-    .action((opts: { nodes: number; dir?: string; keep?: boolean }) =>
+    .option('--json', "print what it measured as JSON on stdout (the tour's lines go to stderr)")
+    .action((opts: { nodes: number; dir?: string; keep?: boolean; json?: boolean }) =>
       run(async () => {
         if (opts.nodes < 2 || opts.nodes > MAX_DEVNET_NODES)
           throw new CliError(`--nodes must be 2 to ${MAX_DEVNET_NODES} for the demo`, EXIT.usage)
         const { runDemo } = await import('../../devnet/index.js')
-        await runDemo({
+        const summary = await runDemo({
           nodes: opts.nodes,
           dir: opts.dir,
           keep: opts.keep,
-          out: (line) => process.stdout.write(`${line}\n`),
+          out: (line) => (opts.json ? process.stderr : process.stdout).write(`${line}\n`),
           onProgress: progress,
         })
+        if (opts.json) output(opts, summary)
       }),
     )
 
@@ -139,7 +141,7 @@ export function registerDevnet(program: Command): void {
       'Each node of the devnet: process, readiness, connected peers (exit 0 even if some are down)',
     )
     .option('--dir <dir>', DIR_HELP)
-    .option('--json', 'print JSON: { dir, federation, nodes: [...] } with API keys')
+    .option('--json', 'print JSON: { dir, federation, nodes: [...] }')
     .action((opts: DirOpts) =>
       run(async () => {
         const status = await (await open(opts)).status()
@@ -207,10 +209,11 @@ function short(text: string, head: number): string {
 
 function table(nodes: DevnetNodeStatus[]): string {
   const rows = [
-    ['NAME', 'API', 'DID', 'PEER ID', 'PID', 'RUNNING', 'READY', 'PEERS'],
+    ['NAME', 'API', 'API KEY', 'DID', 'PEER ID', 'PID', 'RUNNING', 'READY', 'PEERS'],
     ...nodes.map((n) => [
       n.name,
       n.apiUrl,
+      n.apiKey,
       short(n.did, 12),
       short(n.peerId, 8),
       n.pid === null ? '-' : String(n.pid),
@@ -235,7 +238,7 @@ function statusTable(s: DevnetStatus): string {
   return (
     `${table(s.nodes)}\n` +
     `devnet ${s.dir}: ${up}/${s.nodes.length} nodes running, federation ${s.federation}\n` +
-    `API keys: icn devnet status --json, or ${quote(s.dir)}/<node>/api-key`
+    `Use a node: export ICN_API=<API> ICN_API_KEY=<API KEY>, or --data-dir ${quote(s.dir)}/<NAME>`
   )
 }
 

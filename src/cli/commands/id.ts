@@ -20,16 +20,29 @@ import {
   toHex,
 } from '../common.js'
 
+/**
+ * The libp2p peer id of the node with this DID: a pure function of the key. Only the peer-id helpers are loaded
+ * (the key codecs), never libp2p itself.
+ */
+export async function peerIdOf(did: string): Promise<string> {
+  const { peerIdFromDid } = await import('../../network/peer-id.js')
+  return peerIdFromDid(did).toString()
+}
+
 export function registerId(program: Command): void {
   const id = program.command('id').description('The node identity: show it, sign and verify messages')
 
   id.command('show')
-    .description("Show the data folder's DID (no passphrase needed)")
+    .description(
+      "Show the data folder's DID and the libp2p peer id it gives the node (no passphrase needed), " +
+        'e.g. to write the /p2p/PEER_ID of a --bootstrap address',
+    )
     .option('--data-dir <dir>', 'data folder', defaultOptions.dataDir)
     .option('--json', 'print JSON')
     .action(async (opts: GlobalOpts & { dataDir: string }) => {
       const did = await readDid(opts.dataDir)
-      output(opts, { did, dataDir: opts.dataDir }, did)
+      const peerId = await peerIdOf(did)
+      output(opts, { did, peerId, dataDir: opts.dataDir }, `DID      ${did}\npeer id  ${peerId}`)
     })
 
   id.command('sign')

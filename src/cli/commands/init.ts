@@ -10,7 +10,10 @@ export function registerInit(program: Command): void {
     .description('Create a data folder: a new identity (encrypted keystore), an API key and the node config')
     .option('--data-dir <dir>', 'data folder', defaultOptions.dataDir)
     .option('--store <kind>', 'block store: sqlite or postgres', defaultOptions.store)
-    .option('--pg-url <url>', 'PostgreSQL URL (with --store postgres)')
+    .option(
+      '--pg-url <url>',
+      'PostgreSQL URL (with --store postgres); the database must exist (createdb NAME), init checks it',
+    )
     .option('--api-listen <host:port>', 'where the node API will listen', defaultOptions.apiListen)
     .option(
       '--passphrase-file <file>',
@@ -26,6 +29,9 @@ export function registerInit(program: Command): void {
           pgUrl: opts.pgUrl,
           apiListen: opts.apiListen,
         })
+        // The database must exist (the node makes its tables, not the database): say how to create it now,
+        // rather than when the node starts. Before the passphrase: nothing is asked or written for a bad URL.
+        if (opts.store === 'postgres') await (await import('../pg.js')).checkDatabase(opts.pgUrl!)
         const passphrase = await passphraseFor(opts, true)
         const r = await initDataDir(
           { dataDir: opts.dataDir, store: opts.store, pgUrl: opts.pgUrl, apiListen: opts.apiListen },

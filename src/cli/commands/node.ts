@@ -4,9 +4,24 @@ import { mkdtemp, rm } from 'node:fs/promises'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import type { Command } from 'commander'
-import { initDataDir, readApiKey, readConfig, unlockIdentity } from '../../node/datadir.js'
-import { checkOptions, defaultOptions, type NodeOptions, type StoreKind } from '../../node/options.js'
+import {
+  initDataDir,
+  readApiKey,
+  readConfig,
+  removeRunningNode,
+  removeRunningNodeSync,
+  unlockIdentity,
+  writeRunningNode,
+} from '../../node/datadir.js'
+import {
+  checkOptions,
+  defaultOptions,
+  LOG_LEVELS,
+  type NodeOptions,
+  type StoreKind,
+} from '../../node/options.js'
 import { clientFor, type GlobalOpts, output, passphraseFor } from '../common.js'
+import { peerIdOf } from './id.js'
 
 interface StartOpts extends GlobalOpts {
   dataDir?: string
@@ -50,7 +65,10 @@ export function registerNode(program: Command): void {
       collect,
     )
     .option('--psk-file <file>', 'libp2p pre-shared key (private network; every node needs the same file)')
-    .option('--log-level <level>', 'trace, debug, info, warn, error', defaultOptions.logLevel)
+    .option(
+      '--log-level <level>',
+      `${LOG_LEVELS.join(', ')} (default ${defaultOptions.logLevel}, or ICN_LOG_LEVEL)`,
+    )
     .option('--passphrase-file <file>', 'keystore passphrase file (else ICN_PASSPHRASE or a prompt)')
     .option('--json', 'print one JSON line with did, api, apiKey and dataDir once the node is running')
     .action(async (opts: StartOpts) => {
@@ -66,19 +84,22 @@ export function registerNode(program: Command): void {
     .action(async (opts: GlobalOpts) => {
       const { routes } = await import('../../api/index.js')
       const info = await (await clientFor(opts)).call(routes.getNode)
+      // Without a federation the node has no libp2p host, but its peer id is still a function of its DID.
+      const peerId = info.peerId ?? (await peerIdOf(info.did))
       output(
         opts,
         info,
         () =>
-          `DID      ${info.did}\nversion  ${info.version}\nstore    ${info.store}\nuptime   ${info.uptimeSeconds}s\n` +
+          `DID      ${info.did}\npeer id  ${peerId}${info.peerId ? '' : ' (not on a network: no --genesis)'}\n` +
+          info.listenAddrs.map((a) => `p2p      ${a}\n`).join('') +
+          (info.federation ? `federation ${info.federation}\n` : '') +
+          `version  ${info.version}\nstore    ${info.store}\nuptime   ${info.uptimeSeconds}s\n` +
           `chain    ${info.chain}\nhead     ${info.head ? `${info.head.seq} ${info.head.cid}` : '(empty)'}`,
       )
     })
 }
 
 async function startNode(opts: StartOpts): Promise<void> {
-  const { createLogger } = await import('../../observability/index.js')
-  const { IcnNode } = await import('../../node/index.js')
   const fromFlags = (dataDir: string, cfg?: Awaited<ReturnType<typeof readConfig>>): NodeOptions => ({
     ...defaultOptions,
     dataDir,
@@ -92,10 +113,13 @@ async function startNode(opts: StartOpts): Promise<void> {
     pskFile: opts.pskFile,
   })
   let dataDir = opts.dataDir ?? defaultOptions.dataDir
+  // Bad flags and a missing or invalid genesis fail (exit 2) before the passphrase is asked for or anything is
+  // written.
+  checkOptions(fromFlags(dataDir, opts.dev ? undefined : await readConfig(dataDir)))
+  if (opts.genesis) await (await import('../../federation/index.js')).readGenesisFile(opts.genesis)
   let passphrase: string
   let devDir: string | undefined
   if (opts.dev) {
-    checkOptions(fromFlags(dataDir)) // before anything is written
     dataDir = opts.dataDir ?? (await mkdtemp(join(tmpdir(), 'icn-dev-')))
     if (!opts.keep && !opts.dataDir) devDir = dataDir
     passphrase = randomBytes(24).toString('base64url')
@@ -110,6 +134,9 @@ async function startNode(opts: StartOpts): Promise<void> {
       const o = fromFlags(dataDir)
       await initDataDir({ dataDir, store: o.store, pgUrl: o.pgUrl, apiListen: o.apiListen }, passphrase)
     }
+    // The node and its modules (store drivers, libp2p, API server) are loaded once the input is known good.
+    const { createLogger } = await import('../../observability/index.js')
+    const { IcnNode } = await import('../../node/index.js')
     const options = fromFlags(dataDir, await readConfig(dataDir))
     checkOptions(options)
     const signer = await unlockIdentity(dataDir, passphrase)
@@ -119,16 +146,19 @@ async function startNode(opts: StartOpts): Promise<void> {
     const node = await IcnNode.create(options, { signer, apiKey, logger })
 
     let signals = 0
+    let recorded = false
     const onSignal = (sig: NodeJS.Signals): void => {
       signals++
       if (signals > 1) {
         logger.warn({ signal: sig }, 'second signal: exiting now')
+        if (recorded) removeRunningNodeSync(dataDir)
         if (devDir) rmSync(devDir, { recursive: true, force: true })
         process.exit(130)
       }
       logger.info({ signal: sig }, 'signal received: stopping (send it again to force)')
       void node
         .stop()
+        .then(() => removeRunningNode(dataDir, process.pid))
         .then(cleanup)
         .then(() => process.exit(0))
         .catch((err: unknown) => {
@@ -151,6 +181,21 @@ async function startNode(opts: StartOpts): Promise<void> {
       listenAddrs: node.network?.listenAddrs ?? [],
       federation: node.federation?.id ?? null,
     }
+    // Where this node really listens, for `icn … --data-dir D` (config.json has only what init was given).
+    await writeRunningNode(dataDir, {
+      version: 1,
+      pid: process.pid,
+      did: info.did,
+      api: info.api,
+      peerId: info.peerId,
+      listenAddrs: info.listenAddrs,
+      startedAt: new Date().toISOString(),
+    }).then(
+      () => {
+        recorded = true
+      },
+      (err: unknown) => logger.warn({ err, dataDir }, 'cannot record the running node in node.json'),
+    )
     if (opts.json) process.stdout.write(`${JSON.stringify(info)}\n`)
     else
       output(

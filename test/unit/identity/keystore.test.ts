@@ -7,7 +7,9 @@ import {
   checkKeystorePermissions,
   createKeystore,
   KeystoreCorruptError,
+  MIN_PASSPHRASE_LENGTH,
   openKeystore,
+  PassphraseTooShortError,
   readKeystoreDid,
   Signer,
 } from '../../../src/identity/index.js'
@@ -116,8 +118,22 @@ describe('keystore', () => {
 
   it('normalises the passphrase (NFC and NFD spellings open the same keystore)', async () => {
     const signer = Signer.generate()
-    await createKeystore(path, signer, 'caf\u00e9', FAST)
-    expect((await openKeystore(path, 'cafe\u0301')).did).toBe(signer.did)
+    await createKeystore(path, signer, 'caf\u00e9 cr\u00e8me', FAST)
+    expect((await openKeystore(path, 'cafe\u0301 cre\u0300me')).did).toBe(signer.did)
+  })
+
+  it('a new keystore needs an 8-character passphrase; opening one never checks the length', async () => {
+    for (const short of ['12345', '1234567', 'cafe\u0301 !']) {
+      const err = await rejectionOf(createKeystore(path, Signer.generate(), short, FAST))
+      expect(err).toBeInstanceOf(PassphraseTooShortError)
+      expect(err).toMatchObject({ code: 'PASSPHRASE_TOO_SHORT' })
+      expect((err as Error).message).toContain(`at least ${MIN_PASSPHRASE_LENGTH} characters`)
+    }
+    await expect(stat(path)).rejects.toThrow() // nothing written
+    await createKeystore(path, Signer.generate(), '12345678', FAST)
+    // A short passphrase at unlock is only wrong, never refused for its length.
+    expect(await rejectionOf(openKeystore(path, '1234'))).toMatchObject({ code: 'WRONG_PASSPHRASE' })
+    expect(MIN_PASSPHRASE_LENGTH).toBe(8)
   })
 
   it('rejects an empty passphrase', async () => {

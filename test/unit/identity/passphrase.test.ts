@@ -91,6 +91,18 @@ describe('resolvePassphrase', () => {
     expect((err as Error).message).toContain(join(dir, 'missing'))
   })
 
+  it('for a new keystore, refuses a short passphrase from any source; otherwise takes it', async () => {
+    const passphraseFile = await fileWith('short\n')
+    for (const options of [{ passphraseFile, env: {} }, { env: { ICN_PASSPHRASE: 'short' } }]) {
+      expect(await resolvePassphrase(options)).toBe('short')
+      const err = await rejectionOf(resolvePassphrase({ ...options, forNewKeystore: true }))
+      expect(err).toMatchObject({ code: 'PASSPHRASE_TOO_SHORT', name: 'PassphraseTooShortError' })
+    }
+    expect(await resolvePassphrase({ env: { ICN_PASSPHRASE: 'long enough' }, forNewKeystore: true })).toBe(
+      'long enough',
+    )
+  })
+
   it('reads ICN_PASSPHRASE', async () => {
     expect(await resolvePassphrase({ env: { ICN_PASSPHRASE: 'from-env' } })).toBe('from-env')
   })
@@ -146,6 +158,18 @@ describe('resolvePassphrase', () => {
         resolvePassphrase({ env: {}, interactive: true, confirm: true, ...terminal }),
       )
       expect(err).toMatchObject({ code: 'PASSPHRASE_MISMATCH' })
+    })
+
+    it('for a new keystore, refuses a short answer at the prompt', async () => {
+      const terminal = fakeTerminal()
+      answer(terminal, [
+        ['Passphrase: ', 'short\r'],
+        ['Repeat passphrase: ', 'short\r'],
+      ])
+      const err = await rejectionOf(
+        resolvePassphrase({ env: {}, interactive: true, confirm: true, forNewKeystore: true, ...terminal }),
+      )
+      expect(err).toMatchObject({ code: 'PASSPHRASE_TOO_SHORT' })
     })
 
     it('rejects an empty answer', async () => {
