@@ -27,6 +27,9 @@ export interface Metrics {
   readonly syncLag: Gauge<'peer'>
   readonly syncChainFetches: Gauge<'state'>
   readonly sseClients: Gauge<never>
+  readonly importsRunning: Gauge<never>
+  readonly importBufferedBytes: Gauge<never>
+  readonly importsRejected: Counter<'reason'>
 }
 
 /** Build the registry and all metrics. `collectProcess` adds Node's process metrics (CPU, memory, event loop). */
@@ -181,6 +184,22 @@ export function createMetrics(opts: { collectProcess?: boolean; prefix?: string 
     sseClients: new Gauge({
       name: 'icn_events_clients',
       help: 'Clients connected to the /v1/events stream',
+      registers,
+    }),
+    importsRunning: new Gauge({
+      name: 'icn_api_imports_running',
+      help: 'CAR imports (POST /v1/dag/import) being read or imported',
+      registers,
+    }),
+    importBufferedBytes: new Gauge({
+      name: 'icn_api_import_buffered_bytes',
+      help: 'Bytes of CAR uploads held in memory by running imports',
+      registers,
+    }),
+    importsRejected: new Counter({
+      name: 'icn_api_imports_rejected_total',
+      help: 'CAR imports refused: busy (all import slots taken), too_large, invalid (framing or blocks)',
+      labelNames: ['reason'] as const,
       registers,
     }),
   }
