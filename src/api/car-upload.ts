@@ -141,7 +141,7 @@ class CarFraming {
   end(offset: number): void {
     const s = this.state
     if (s.at === 'unchecked') return
-    if (offset === 0) throw framingError('the body is empty: send a CAR file (application/vnd.ipld.car)', 0)
+    if (offset === 0) throw framingError('CAR is empty (0 bytes): not a CAR file', 0)
     if (s.at !== 'sectionLength' || this.varint.bytes !== 0)
       throw framingError(
         s.at === 'headerLength' || s.at === 'header'

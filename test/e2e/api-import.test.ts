@@ -101,6 +101,28 @@ describe('CAR imports hold bounded memory', () => {
     expect(await gauge(node.metrics.importBufferedBytes)).toBe(0)
   })
 
+  it('says an empty upload is empty, not a CAR file (what `icn dag import` of an empty file shows)', async () => {
+    const err = await client.call(routes.importCar, { rawBody: new Uint8Array(0) }).then(
+      () => undefined,
+      (e: unknown) => e as { status: number; code: string; message: string },
+    )
+    expect(err).toMatchObject({ status: 400, code: 'INVALID_CAR' })
+    expect(err!.message).toBe('CAR is empty (0 bytes): not a CAR file')
+  })
+
+  it('a client sending a large garbage body whole still gets the typed reply', async () => {
+    // fetch keeps sending while the server has already answered: the rest is read and discarded, not held.
+    const err = await client
+      .call(routes.importCar, { rawBody: new Uint8Array(32 * 1024 * 1024).fill(7) })
+      .then(
+        () => undefined,
+        (e: unknown) => e as { status: number; code: string },
+      )
+    expect(err).toMatchObject({ status: 400, code: 'INVALID_CAR' })
+    await until('no import running', async () => (await gauge(node.metrics.importsRunning)) === 0)
+    expect(await gauge(node.metrics.importBufferedBytes)).toBe(0)
+  })
+
   it('refuses a valid CAR header followed by a section larger than any block', async () => {
     const header = car.subarray(0, car[0]! + 1)
     // A section length of 2^40 after a good header: framing, not the whole body, gives it away.
@@ -157,5 +179,54 @@ describe('CAR imports hold bounded memory', () => {
     const r = await client.call(routes.importCar, { rawBody: car })
     expect(r.blocks).toBeGreaterThanOrEqual(3)
     expect(r.duplicates).toBe(r.blocks)
+  })
+})
+
+describe('shutdown', () => {
+  it('a request arriving while the server drains gets 503 SHUTTING_DOWN in the documented shape', async () => {
+    const d = await mkdtemp(join(tmpdir(), 'icn-api-drain-'))
+    const n = await IcnNode.create(
+      { ...defaultOptions, dataDir: d, apiListen: '127.0.0.1:0' },
+      { signer: Signer.generate(), apiKey: API_KEY, logger: silentLogger() },
+    )
+    try {
+      await n.start()
+      const p = Number(new URL(n.apiUrl).port)
+      // An import in flight keeps the server draining (close waits for it); its connection stays usable.
+      const a = connect(p, '127.0.0.1')
+      let replies = ''
+      a.on('data', (d: Buffer) => {
+        replies += d.toString('latin1')
+      })
+      a.on('error', () => {})
+      a.write(Buffer.concat([Buffer.from(uploadHead(car.length)), car.subarray(0, car.length - 10)]))
+      await until('the import running', async () => (await gauge(n.metrics.importsRunning)) === 1)
+      // An event stream ends when the close starts (preClose): then the server refuses new requests.
+      const events = connect(p, '127.0.0.1')
+      const ended = new Promise((resolve) => events.on('close', resolve))
+      events.on('error', () => {})
+      events.write('GET /v1/events HTTP/1.1\r\nHost: x\r\n\r\n')
+      await new Promise((resolve) => events.once('data', resolve))
+      const stopped = n.stop()
+      await ended
+      // The end of the upload, and a second request pipelined behind it on the same connection.
+      a.write(
+        Buffer.concat([
+          car.subarray(car.length - 10),
+          Buffer.from('GET /v1/node HTTP/1.1\r\nHost: x\r\n\r\n'),
+        ]),
+      )
+      await new Promise((resolve) => a.on('close', resolve))
+      await stopped
+      const statuses = [...replies.matchAll(/HTTP\/1\.1 (\d{3}) /g)].map((m) => Number(m[1]))
+      expect(statuses, replies).toEqual([200, 503])
+      const last = replies.slice(replies.lastIndexOf('\r\n\r\n') + 4)
+      const body = JSON.parse(last) as { code: string; requestId: string }
+      expect(body.code).toBe('SHUTTING_DOWN')
+      expect(typeof body.requestId).toBe('string')
+    } finally {
+      await n.stop()
+      await rm(d, { recursive: true, force: true })
+    }
   })
 })
