@@ -295,7 +295,8 @@ export async function createApiServer(
 function allowedMethods(path: string): string[] {
   const methods = new Set<string>()
   for (const def of Object.values(routes) as RouteDef[]) {
-    const pattern = new RegExp(`^${def.url.replace(/:[A-Za-z_]+/g, '[^/]+')}/?$`)
+    const literal = def.url.replace(/[.*+?^${}()|[\]\\]/g, '\\$&')
+    const pattern = new RegExp(`^${literal.replace(/:[A-Za-z_]+/g, '[^/]+')}$`)
     if (!pattern.test(path)) continue
     methods.add(def.method)
     if (def.method === 'GET') methods.add('HEAD')

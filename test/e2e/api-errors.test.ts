@@ -214,6 +214,25 @@ const cases: { name: string; request: string; status: number; code: string; allo
   },
   { name: 'an unknown path', request: req('GET', '/v1/nothing'), status: 404, code: 'ROUTE_NOT_FOUND' },
   {
+    name: 'a known path with a trailing slash',
+    request: req('GET', '/v1/node/'),
+    status: 404,
+    code: 'ROUTE_NOT_FOUND',
+  },
+  {
+    name: 'a path only a regex would match',
+    request: req('GET', '/openapiXjson'),
+    status: 404,
+    code: 'ROUTE_NOT_FOUND',
+  },
+  {
+    name: 'OPTIONS on a known path',
+    request: req('OPTIONS', '/v1/node'),
+    status: 405,
+    code: 'METHOD_NOT_ALLOWED',
+    allow: 'GET, HEAD',
+  },
+  {
     name: 'a block that is not there',
     request: req('GET', `/v1/dag/blocks/${cid}`),
     status: 404,

@@ -41,6 +41,9 @@ describe('readCarUpload', () => {
       const out = await readCarUpload(chunked(car, size), { maxBytes: 1 << 20, onHeld: (n) => (held += n) })
       expect(Buffer.from(out).equals(Buffer.from(car)), `chunks of ${size}`).toBe(true)
       expect(held).toBe(car.length)
+      // With a declared length, into one buffer of that size.
+      const one = await readCarUpload(chunked(car, size), { maxBytes: 1 << 20, declaredLength: car.length })
+      expect(Buffer.from(one).equals(Buffer.from(car)), `chunks of ${size}, declared`).toBe(true)
     }
   })
 
