@@ -3,11 +3,36 @@
  * OpenAPI at `/openapi.json`, metrics, request ids and API-key auth; the same definitions drive the typed
  * client the CLI uses. Error codes map to HTTP statuses in one table (`errors.ts`).
  */
+
+export {
+  MAX_CAR_HEADER_BYTES,
+  MAX_CONCURRENT_IMPORTS,
+  type ReadCarUploadOptions,
+  readCarUpload,
+} from './car-upload.js'
 export { ApiClient, type ApiClientOptions, type CallInput } from './client.js'
-export { ApiError, BadRequestError, toHttpError, UnauthorizedError } from './errors.js'
+export {
+  ApiError,
+  BadRequestError,
+  HTTP_STATUS_BY_CODE,
+  ImportBusyError,
+  InvalidJsonError,
+  InvalidUrlError,
+  MalformedHttpError,
+  MethodNotAllowedError,
+  PayloadTooLargeError,
+  RequestHeadersTooLargeError,
+  RequestTimeoutError,
+  RouteNotFoundError,
+  ShuttingDownError,
+  toHttpError,
+  UnauthorizedError,
+  UnsupportedMediaTypeError,
+} from './errors.js'
 export {
   type BodyOf,
   ErrorBody,
+  MAX_IMPORT_BYTES,
   type ParamsOf,
   type QueryOf,
   type ResponseOf,

@@ -6,15 +6,9 @@ import {
   UnsafeIntegerError,
   ValueTooDeepError,
 } from '../dag/limits.js'
-import { IcnError } from '../identity/errors.js'
+import { InvalidJsonError } from './errors.js'
 
-/** The body (or a value given to the CLI) is not JSON text. */
-export class InvalidJsonError extends IcnError {
-  override readonly name = 'InvalidJsonError'
-  constructor(message: string) {
-    super('INVALID_JSON', message)
-  }
-}
+export { InvalidJsonError }
 
 /** Levels a JSON request body may nest: its own object, then a value of at most MAX_VALUE_DEPTH levels. */
 export const MAX_BODY_DEPTH = MAX_VALUE_DEPTH + 1

@@ -1,7 +1,10 @@
 import { createHash, randomUUID, timingSafeEqual } from 'node:crypto'
-import { PassThrough } from 'node:stream'
+import { maxHeaderSize, STATUS_CODES } from 'node:http'
+import type { Duplex } from 'node:stream'
+import { PassThrough, Readable } from 'node:stream'
 import fastifySwagger from '@fastify/swagger'
 import * as dagJson from '@ipld/dag-json'
+import { BulkheadRejectedError, bulkhead } from 'cockatiel'
 import Fastify, {
   type FastifyBaseLogger,
   type FastifyInstance,
@@ -18,6 +21,8 @@ import {
   decodeSignedBlock,
   decodeValue,
   exportCar,
+  type ImportCarResult,
+  InvalidCidError,
   importCar,
   parseCid,
   VALUE_RECORD_TYPE,
@@ -29,9 +34,29 @@ import { NoFederationError } from '../network/errors.js'
 import type { PeerHealth } from '../network/index.js'
 import type { EventBus, Logger, Metrics, NodeEvent, Readiness } from '../observability/index.js'
 import { VERSION } from '../version.js'
-import { BadRequestError, toHttpError, UnauthorizedError } from './errors.js'
+import { MAX_CONCURRENT_IMPORTS, readCarUpload } from './car-upload.js'
+import {
+  ImportBusyError,
+  MalformedHttpError,
+  MethodNotAllowedError,
+  RequestHeadersTooLargeError,
+  RequestTimeoutError,
+  RouteNotFoundError,
+  ShuttingDownError,
+  toHttpError,
+  UnauthorizedError,
+  UnsupportedMediaTypeError,
+} from './errors.js'
 import { parseJsonBody } from './json-body.js'
-import { type BodyOf, ErrorBody, type ParamsOf, type QueryOf, type RouteDef, routes } from './routes.js'
+import {
+  type BodyOf,
+  ErrorBody,
+  MAX_IMPORT_BYTES,
+  type ParamsOf,
+  type QueryOf,
+  type RouteDef,
+  routes,
+} from './routes.js'
 
 /** What the API needs from the node: narrow, so tests can hand in their own. */
 export interface ApiComponents {
@@ -94,11 +119,61 @@ export async function createApiServer(
     genReqId: () => randomUUID(),
     bodyLimit: opts.bodyLimit ?? 1024 * 1024,
     ajv: { customOptions: { removeAdditional: false, coerceTypes: false, allErrors: false } },
-    return503OnClosing: true,
+    // Refused during shutdown by our own hook below, so the reply has the documented error shape.
+    return503OnClosing: false,
     // A client that trickles a request (or never finishes one) is cut off instead of holding a socket forever;
     // five minutes leaves room for a large CAR upload on a slow link.
     requestTimeout: 5 * 60_000,
+    // No routing limit on a parameter's length (Node's header limit bounds the URL): a long CID reaches the
+    // route and is refused there as INVALID_CID.
+    routerOptions: { maxParamLength: maxHeaderSize },
+    // What fastify refuses before routing (bad percent-encoding) goes through the one error shape too.
+    frameworkErrors: (err, req, reply) => sendError(err, req, reply),
+    // What Node's HTTP parser refuses before there is a request at all (headers too large, bad Content-Length).
+    clientErrorHandler: (err, socket) => sendClientError(err, socket),
   })
+
+  /** The one place an error becomes a reply: `{ code, message, requestId, details? }`, status from the table. */
+  const sendError = (err: unknown, req: FastifyRequest, reply: FastifyReply): void => {
+    const e = toHttpError(err)
+    if (e.status >= 500) req.log.error({ err, code: e.code }, 'request failed')
+    else req.log.info({ code: e.code, msg: e.message }, 'request rejected')
+    if (e.code === 'STORE_UNAVAILABLE') c.onStoreError?.(err)
+    const body: ErrorBody = { code: e.code, message: e.message, requestId: req.id }
+    if (e.details) body.details = e.details
+    if (err instanceof MethodNotAllowedError) reply.header('allow', err.allow.join(', '))
+    if (err instanceof ImportBusyError) reply.header('retry-after', String(err.retryAfterSeconds))
+    void reply.code(e.status).header('x-request-id', req.id).type('application/json').send(body)
+  }
+
+  /**
+   * A connection whose bytes are not a request fastify could route (Node's parser failed): answer with the
+   * same error shape, a fresh request id in body and header, and close the connection.
+   */
+  const sendClientError = (err: Error & { code?: string }, socket: Duplex): void => {
+    if (err.code === 'ECONNRESET' || socket.destroyed) return
+    const error =
+      err.code === 'HPE_HEADER_OVERFLOW'
+        ? new RequestHeadersTooLargeError(maxHeaderSize)
+        : err.code === 'ERR_HTTP_REQUEST_TIMEOUT'
+          ? new RequestTimeoutError()
+          : new MalformedHttpError(err.message.replace(/^Parse Error: /, ''))
+    const e = toHttpError(error)
+    const requestId = randomUUID()
+    c.logger.info({ reqId: requestId, code: e.code, parser: err.code, msg: e.message }, 'request rejected')
+    c.metrics.httpRequests.inc({ method: 'unparsed', route: 'unmatched', status: String(e.status) })
+    // A reply already under way on this connection (keep-alive) must not get bytes written into it.
+    const pending = (socket as Duplex & { _httpMessage?: { headersSent?: boolean } })._httpMessage
+    if (!socket.writable || pending?.headersSent) {
+      socket.destroy()
+      return
+    }
+    const body = JSON.stringify({ code: e.code, message: e.message, requestId })
+    socket.end(
+      `HTTP/1.1 ${e.status} ${STATUS_CODES[e.status]}\r\nContent-Type: application/json; charset=utf-8\r\n` +
+        `Content-Length: ${Buffer.byteLength(body)}\r\nx-request-id: ${requestId}\r\nConnection: close\r\n\r\n${body}`,
+    )
+  }
 
   app.addHook('onResponse', async (req, reply) => {
     const labels = {
@@ -123,23 +198,29 @@ export async function createApiServer(
     return payload
   })
 
-  app.setErrorHandler((err, req, reply) => {
-    const e = toHttpError(err)
-    if (e.status >= 500) req.log.error({ err, code: e.code }, 'request failed')
-    else req.log.info({ code: e.code, msg: e.message }, 'request rejected')
-    if (e.code === 'STORE_UNAVAILABLE') c.onStoreError?.(err)
-    const body: ErrorBody = { code: e.code, message: e.message, requestId: req.id }
-    if (e.details) body.details = e.details
-    void reply.code(e.status).type('application/json').send(body)
-  })
-  app.setNotFoundHandler((req, reply) => {
-    void reply
-      .code(404)
-      .send({ code: 'ROUTE_NOT_FOUND', message: `no route ${req.method} ${req.url}`, requestId: req.id })
+  let closing = false
+  app.addHook('onRequest', async () => {
+    if (closing) throw new ShuttingDownError()
   })
 
-  // JSON bodies are refused rather than changed: big integers, invalid Unicode, too deep (see json-body.ts).
-  app.removeContentTypeParser('application/json')
+  app.setErrorHandler((err, req, reply) => sendError(err, req, reply))
+  app.setNotFoundHandler((req, reply) => {
+    const path = req.url.split('?')[0]!
+    const allow = allowedMethods(path)
+    sendError(
+      allow.length > 0
+        ? new MethodNotAllowedError(req.method, path, allow)
+        : new RouteNotFoundError(req.method, path),
+      req,
+      reply,
+    )
+  })
+
+  // Only the body types some route takes; anything else is 415 before a byte of it is read (fastify's default
+  // text/plain parser would hand a string to a JSON route).
+  app.removeAllContentTypeParsers()
+  // JSON bodies: one parse function (parseJsonBody, json-body.ts). It refuses rather than changes (big integers,
+  // invalid Unicode, too deep) and gives own properties only, so a "__proto__" key is data, never a prototype.
   app.addContentTypeParser('application/json', { parseAs: 'buffer' }, (_req, body, done) => {
     try {
       done(null, parseJsonBody(body as Buffer))
@@ -147,12 +228,9 @@ export async function createApiServer(
       done(err as Error, undefined)
     }
   })
-  app.addContentTypeParser('application/vnd.ipld.car', { parseAs: 'buffer' }, (_req, body, done) =>
-    done(null, body),
-  )
-  app.addContentTypeParser('application/octet-stream', { parseAs: 'buffer' }, (_req, body, done) =>
-    done(null, body),
-  )
+  // CAR uploads are streamed to the route, which checks their framing as they arrive (see car-upload.ts).
+  for (const type of ['application/vnd.ipld.car', 'application/octet-stream'])
+    app.addContentTypeParser(type, (_req, payload, done) => done(null, payload))
 
   await app.register(fastifySwagger, {
     openapi: {
@@ -188,6 +266,7 @@ export async function createApiServer(
   // Open event streams, ended before the server closes so a graceful stop does not wait on them.
   const streams = new Set<() => void>()
   app.addHook('preClose', async () => {
+    closing = true
     for (const end of [...streams]) end()
   })
   const handlers = buildHandlers(c, app, streams)
@@ -200,6 +279,7 @@ export async function createApiServer(
       bodyLimit: def.bodyLimit,
       schema: routeSchema(def),
       onRequest: def.auth ? requireKey : undefined,
+      preParsing: mediaCheck(def),
       handler: async (req, reply) => {
         const out = await handler(req, reply)
         if (reply.sent) return reply
@@ -209,6 +289,49 @@ export async function createApiServer(
     })
   }
   return app
+}
+
+/** Methods some route has for this path (HEAD wherever GET is), in the order of `routes.ts`. */
+function allowedMethods(path: string): string[] {
+  const methods = new Set<string>()
+  for (const def of Object.values(routes) as RouteDef[]) {
+    const literal = def.url.replace(/[.*+?^${}()|[\]\\]/g, '\\$&')
+    const pattern = new RegExp(`^${literal.replace(/:[A-Za-z_]+/g, '[^/]+')}$`)
+    if (!pattern.test(path)) continue
+    methods.add(def.method)
+    if (def.method === 'GET') methods.add('HEAD')
+  }
+  return [...methods]
+}
+
+/**
+ * The body a route takes, checked before any of it is read: JSON routes (with a body schema) take
+ * `application/json` only, even when empty; binary routes their `requestContentType` or
+ * `application/octet-stream`. No route takes a content encoding (gzip…): bodies are sent uncompressed.
+ */
+function mediaCheck(
+  def: RouteDef,
+): (req: FastifyRequest, reply: FastifyReply, payload: Readable) => Promise<Readable> {
+  const accepted = def.body
+    ? ['application/json']
+    : def.requestContentType
+      ? [def.requestContentType, 'application/octet-stream']
+      : undefined
+  return async (req, _reply, payload) => {
+    const encoding = req.headers['content-encoding']?.trim().toLowerCase()
+    if (encoding && encoding !== 'identity')
+      throw new UnsupportedMediaTypeError(
+        `content-encoding ${JSON.stringify(encoding)} is not supported: send the body uncompressed`,
+      )
+    if (!accepted) return payload
+    const type = (req.headers['content-type'] ?? '').split(';')[0]!.trim().toLowerCase()
+    if (!type || !accepted.includes(type))
+      throw new UnsupportedMediaTypeError(
+        `${def.method} ${def.url} takes a body of type ${accepted.join(' or ')}` +
+          (type ? `, not ${type}` : ' (no content-type was given)'),
+      )
+    return payload
+  }
 }
 
 function routeSchema(def: RouteDef): Record<string, unknown> {
@@ -242,8 +365,20 @@ function routeSchema(def: RouteDef): Record<string, unknown> {
   return schema
 }
 
+/** Longest text taken as a CID (a CIDv1 sha2-256 in base32 is 59 characters). */
+const MAX_CID_CHARS = 200
+
+/** Parse a CID from a URL parameter or query, refusing overlong text before parsing it. */
+function cidFrom(text: string): CID {
+  if (text.length > MAX_CID_CHARS)
+    throw new InvalidCidError(`not a CID: ${text.length} characters (at most ${MAX_CID_CHARS})`, {
+      length: text.length,
+    })
+  return parseCid(text)
+}
+
 function cidParam(req: FastifyRequest): CID {
-  return parseCid((req.params as ParamsOf<typeof routes.getBlock>).cid)
+  return cidFrom((req.params as ParamsOf<typeof routes.getBlock>).cid)
 }
 
 function buildHandlers(
@@ -251,6 +386,7 @@ function buildHandlers(
   app: FastifyInstance,
   streams: Set<() => void>,
 ): Record<string, Handler> {
+  const importSlots = bulkhead(MAX_CONCURRENT_IMPORTS, 0)
   return {
     health: async () => ({ status: 'ok' }),
     ready: async (_req, reply) => {
@@ -340,7 +476,7 @@ function buildHandlers(
     },
     exportCar: async (req, reply) => {
       const { root } = req.query as QueryOf<typeof routes.exportCar>
-      const rootCid = root ? parseCid(root) : undefined
+      const rootCid = root ? cidFrom(root) : undefined
       if (rootCid && !(await c.store.has(rootCid))) throw new BlockNotFoundError(rootCid.toString())
       const out = new PassThrough()
       const abort = new AbortController()
@@ -357,12 +493,40 @@ function buildHandlers(
       return reply.type('application/vnd.ipld.car').send(out)
     },
     importCar: async (req) => {
-      const body = req.body
-      if (!(body instanceof Buffer) || body.length === 0)
-        throw new BadRequestError('send the CAR file as the body')
-      const r = await importCar(c.store, new Uint8Array(body.buffer, body.byteOffset, body.length), {
-        metrics: c.metrics,
-      })
+      // Slots are taken before a byte of the body is read; a busy node refuses at once (no queue, so a burst of
+      // uploads cannot pile up in memory). Each holds at most MAX_IMPORT_BYTES.
+      let held = 0
+      const run = async (): Promise<ImportCarResult> => {
+        c.metrics.importsRunning.inc()
+        try {
+          const length = req.headers['content-length']
+          const bytes = await readCarUpload(req.body instanceof Readable ? req.body : req.raw, {
+            maxBytes: MAX_IMPORT_BYTES,
+            declaredLength: length === undefined ? undefined : Number(length),
+            onHeld: (n) => {
+              held += n
+              c.metrics.importBufferedBytes.inc(n)
+            },
+          })
+          return await importCar(c.store, bytes, { metrics: c.metrics, maxBytes: MAX_IMPORT_BYTES })
+        } finally {
+          c.metrics.importBufferedBytes.dec(held)
+          c.metrics.importsRunning.dec()
+        }
+      }
+      let r: ImportCarResult
+      try {
+        r = await importSlots.execute(run)
+      } catch (err) {
+        if (err instanceof BulkheadRejectedError) {
+          c.metrics.importsRejected.inc({ reason: 'busy' })
+          throw new ImportBusyError(MAX_CONCURRENT_IMPORTS)
+        }
+        const code = (err as { code?: string }).code
+        if (code === 'PAYLOAD_TOO_LARGE') c.metrics.importsRejected.inc({ reason: 'too_large' })
+        else if (code === 'INVALID_CAR') c.metrics.importsRejected.inc({ reason: 'invalid' })
+        throw err
+      }
       req.log.info({ blocks: r.blocks, stored: r.stored }, 'import done')
       return { ...r, roots: r.roots.map(String) }
     },

@@ -30,6 +30,9 @@ export interface Metrics {
   // network hardening (issue 8)
   readonly peerConnectionsDenied: Counter<'direction'>
   readonly syncRejected: Counter<'reason'>
+  readonly importsRunning: Gauge<never>
+  readonly importBufferedBytes: Gauge<never>
+  readonly importsRejected: Counter<'reason'>
 }
 
 /** Build the registry and all metrics. `collectProcess` adds Node's process metrics (CPU, memory, event loop). */
@@ -196,6 +199,22 @@ export function createMetrics(opts: { collectProcess?: boolean; prefix?: string 
     syncRejected: new Counter({
       name: 'icn_sync_rejected_total',
       help: 'Replies of peers refused by anti-entropy, gap filling or chunk fetching, by reason',
+      labelNames: ['reason'] as const,
+      registers,
+    }),
+    importsRunning: new Gauge({
+      name: 'icn_api_imports_running',
+      help: 'CAR imports (POST /v1/dag/import) being read or imported',
+      registers,
+    }),
+    importBufferedBytes: new Gauge({
+      name: 'icn_api_import_buffered_bytes',
+      help: 'Bytes of CAR uploads held in memory by running imports',
+      registers,
+    }),
+    importsRejected: new Counter({
+      name: 'icn_api_imports_rejected_total',
+      help: 'CAR imports refused: busy (all import slots taken), too_large, invalid (framing or blocks)',
       labelNames: ['reason'] as const,
       registers,
     }),
