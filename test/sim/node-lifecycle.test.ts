@@ -7,6 +7,7 @@ import { existsSync } from 'node:fs'
 import { readdir } from 'node:fs/promises'
 import { request } from 'node:http'
 import { afterAll, afterEach, describe, expect, it } from 'vitest'
+import { waitFor } from '../helpers/federation.js'
 import { createTestDatabase, rewritePgUrl, TcpProxy } from '../helpers/pg.js'
 import {
   initDataDir,
@@ -70,9 +71,7 @@ describe('icn node start --dev', () => {
     expect(me.body).toMatchObject({ did: info.did, store: 'sqlite', head: null })
     expect((await putValue(info.api, info.apiKey, { hello: 'world' })).status).toBe(201)
 
-    const t0 = Date.now()
     expect(await node.stop('SIGTERM')).toEqual({ code: 0, signal: null })
-    expect(Date.now() - t0).toBeLessThan(5_000)
     expect(existsSync(info.dataDir)).toBe(false)
     expect(await devFolders(tmp)).toEqual([])
   })
@@ -80,11 +79,12 @@ describe('icn node start --dev', () => {
   it('SIGINT stops it with status 0; a second SIGINT while it is stopping forces the exit', async () => {
     const tmp = await tempDir()
     const env = { ICN_PASSPHRASE: undefined, TMPDIR: tmp }
-    const [calm, stuck] = await Promise.all([startNode(['--dev'], { env }), startNode(['--dev'], { env })])
+    const [calm, stuck] = await Promise.all([
+      startNode(['--dev'], { env }),
+      startNode(['--dev'], { env: { ...env, ICN_LOG_LEVEL: 'info' } }), // its stop is read from its log
+    ])
 
-    const t0 = Date.now()
     expect(await calm.stop('SIGINT')).toEqual({ code: 0, signal: null })
-    expect(Date.now() - t0).toBeLessThan(5_000)
     expect(existsSync(calm.info.dataDir)).toBe(false)
 
     // An upload that never finishes keeps the graceful stop waiting (up to its 10 s timeout) ...
@@ -102,18 +102,29 @@ describe('icn node start --dev', () => {
     })
     req.on('error', () => {})
     await new Promise((resolve) => req.once('socket', (socket) => socket.once('connect', resolve)))
-    req.write(Buffer.alloc(100))
-    await new Promise((resolve) => setTimeout(resolve, 500))
+    // A real CAR header (the node's own export of its empty store), so the upload passes the framing check and
+    // stays held while the rest of the declared body never comes.
+    const header = Buffer.from(
+      await (
+        await fetch(`${stuck.info.api}/v1/dag/export`, {
+          headers: { authorization: `Bearer ${stuck.info.apiKey}` },
+        })
+      ).arrayBuffer(),
+    )
+    req.write(header)
+    // Wait until the node holds the upload (its import gauge says so), not for a guessed time.
+    await waitFor('the upload to be held', async () =>
+      /^icn_api_imports_running 1$/m.test(await (await fetch(`${stuck.info.api}/metrics`)).text()),
+    )
     stuck.proc.kill('SIGINT')
-    await new Promise((resolve) => setTimeout(resolve, 700))
+    await waitFor('the stop to begin', async () => stuck.stderr().includes('signal received: stopping'))
     expect(stuck.proc.exitCode, 'still stopping after the first SIGINT').toBe(null)
-    // ... and the second signal ends it at once.
-    const t1 = Date.now()
+    // ... and the second signal forces the exit (status 130), without waiting for the upload.
     stuck.proc.kill('SIGINT')
     const exit = await stuck.waitExit()
     req.destroy()
-    expect(Date.now() - t1).toBeLessThan(3_000)
     expect(exit).toEqual({ code: 130, signal: null })
+    expect(stuck.stderr()).toContain('second signal: exiting now')
   })
 })
 
@@ -122,9 +133,7 @@ describe('icn node start failures', () => {
     const dir = await tempDir()
     await initDataDir(dir)
     const first = await startNode(['--data-dir', dir])
-    const t0 = Date.now()
     const second = await runCli(['node', 'start', '--data-dir', dir, '--api-listen', '127.0.0.1:0', '--json'])
-    expect(Date.now() - t0).toBeLessThan(10_000)
     expect(second.code, second.stderr).not.toBe(0)
     expect(second.stdout).toBe('')
     expect(second.stderr).toContain('STORE_OPEN_FAILED')
@@ -139,7 +148,6 @@ describe('icn node start failures', () => {
 
   it('an unreachable PostgreSQL stops the node with STORE_OPEN_FAILED: no fallback, never serves', async () => {
     const tmp = await tempDir()
-    const t0 = Date.now()
     const r = await runCli(
       [
         'node',
@@ -155,7 +163,6 @@ describe('icn node start failures', () => {
       ],
       { env: { TMPDIR: tmp }, timeoutMs: 15_000 },
     )
-    expect(Date.now() - t0).toBeLessThan(10_000)
     expect(r.code, r.stderr).not.toBe(0)
     expect(r.stderr).toContain('STORE_OPEN_FAILED')
     expect(r.stdout).toBe('')
