@@ -127,7 +127,7 @@ describe('icn node start failures', () => {
     expect(Date.now() - t0).toBeLessThan(10_000)
     expect(second.code, second.stderr).not.toBe(0)
     expect(second.stdout).toBe('')
-    expect(second.stderr).toContain('STORE_OPEN_FAILED')
+    expect(second.stderr).toContain('STORE_LOCKED')
     expect(second.stderr).toMatch(/locked|another icn node/)
 
     expect((await getJson(`${first.info.api}/health`)).status).toBe(200)
