@@ -82,31 +82,6 @@ export function describePgUrl(url: string): string {
 }
 
 /**
- * Run `fn` on a pooled client. A client whose connection fails while checked out emits 'error' (which would
- * crash the process unheard); it is listened for here and the client destroyed instead of returned.
- */
-export async function withClient<T>(
-  pool: pg.Pool,
-  fn: (client: pg.PoolClient, discard: (err: unknown) => void) => Promise<T>,
-): Promise<T> {
-  const client = await pool.connect()
-  let broken: Error | undefined
-  const onError = (err: unknown): void => {
-    broken ??= err instanceof Error ? err : new Error(String(err))
-  }
-  client.on('error', onError)
-  try {
-    return await fn(client, onError)
-  } catch (err) {
-    if (isConnectionError(err)) broken ??= err as Error
-    throw err
-  } finally {
-    client.off('error', onError)
-    client.release(broken)
-  }
-}
-
-/**
  * The first round trip of a put, as one simple-protocol query: BEGIN, an advisory lock per chain (in key order,
  * so two writers never wait on each other in a cycle; the key is `hashtextextended(chain, 0)`, the same in every
  * process), then the lookups. Each statement takes its own snapshot (READ COMMITTED), so the lookups see all that

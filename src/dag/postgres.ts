@@ -23,7 +23,6 @@ import {
   migrate,
   RETRYABLE,
   type Row,
-  withClient,
 } from './postgres-sql.js'
 import type { AbortOptions, ChainHead, Evidence, GcOptions, StoreStats } from './store.js'
 
@@ -141,7 +140,7 @@ export class PostgresBlockStore extends AbstractBlockStore {
     })
     try {
       if (this.options.lockKey) await this.acquireLock()
-      await withClient(pool, (client) => migrate(client))
+      await this.run('open', (client) => migrate(client), this.timeoutMs, pool)
     } catch (err) {
       await pool.end().catch(() => {})
       this.releaseLock()
@@ -294,7 +293,7 @@ export class PostgresBlockStore extends AbstractBlockStore {
       )
     } else if (err instanceof DeadlineExceeded) {
       out = new StoreUnavailableError(
-        `PostgreSQL database at ${this.where} did not answer within ${err.ms} ms (${op}); nothing was committed unless the reply to COMMIT was lost`,
+        `PostgreSQL database at ${this.where} did not answer within ${err.ms} ms (${op})${op === 'put' || op === 'gc' ? '; nothing was committed, unless the reply to COMMIT was lost' : ''}`,
         { cause: err },
       )
     } else if (isConnectionError(err)) {
@@ -320,8 +319,8 @@ export class PostgresBlockStore extends AbstractBlockStore {
     op: string,
     fn: (client: pg.PoolClient, live: () => boolean) => Promise<T>,
     ms = this.timeoutMs,
+    pool = this.p(),
   ): Promise<T> {
-    const pool = this.p()
     let expired = false
     let timer: NodeJS.Timeout | undefined
     const deadline = new Promise<never>((_, reject) => {

@@ -235,6 +235,28 @@ async function outcome(p: Promise<unknown>): Promise<string> {
   )
 }
 
+/** End the lock connections' sessions server-side, and wait until their backends are gone (and their locks). */
+async function endLockSessions(): Promise<void> {
+  const killed = await admin.query(
+    `SELECT pg_terminate_backend(pid) AS ok FROM pg_stat_activity
+     WHERE datname = current_database() AND application_name = 'icn-lock'`,
+  )
+  expect(killed.rows).toEqual([{ ok: true }])
+  const left = async (): Promise<number> =>
+    (
+      await admin.query(
+        `SELECT (SELECT count(*) FROM pg_stat_activity
+                 WHERE datname = current_database() AND application_name = 'icn-lock')::int
+              + (SELECT count(*) FROM pg_locks WHERE locktype = 'advisory'
+                 AND database = (SELECT oid FROM pg_database WHERE datname = current_database()))::int AS n`,
+      )
+    ).rows[0].n as number
+  for (let tries = 0; (await left()) > 0; tries++) {
+    expect(tries).toBeLessThan(500)
+    await new Promise((r) => setTimeout(r, 10))
+  }
+}
+
 describe('PostgresBlockStore: one node identity per database', () => {
   const stores: BlockStore[] = []
   afterEach(async () => {
@@ -291,11 +313,7 @@ describe('PostgresBlockStore: one node identity per database', () => {
     await a.open()
     await a.put(b0!)
     // the server ends the lock's session (as it does when the network drops it): the lock is free
-    const killed = await admin.query(
-      `SELECT pg_terminate_backend(pid) AS ok FROM pg_stat_activity
-       WHERE datname = current_database() AND application_name = 'icn-lock'`,
-    )
-    expect(killed.rows).toEqual([{ ok: true }])
+    await endLockSessions()
     const b = open(signer.did)
     await b.open() // another process with this identity takes it
 
@@ -326,11 +344,7 @@ describe('PostgresBlockStore: one node identity per database', () => {
     lock.removeAllListeners('end')
     lock.removeAllListeners('error')
     lock.on('error', () => {})
-    const killed = await admin.query(
-      `SELECT pg_terminate_backend(pid) AS ok FROM pg_stat_activity
-       WHERE datname = current_database() AND application_name = 'icn-lock'`,
-    )
-    expect(killed.rows).toEqual([{ ok: true }])
+    await endLockSessions()
 
     const err = await a.put(b1!).then(
       () => new Error('expected a failure'),
