@@ -6,6 +6,7 @@ import { checkAborted, UnknownAuthorError } from './errors.js'
 import type { BatchPlan } from './plan.js'
 import type {
   AbortOptions,
+  AvailabilityEvent,
   BlockStore,
   ChainHead,
   CommitEvent,
@@ -84,6 +85,13 @@ export function isInputError(err: unknown): boolean {
   return INPUT_ERRORS.has((err as { code?: string })?.code ?? '')
 }
 
+/** Error codes that mean "the store cannot be used right now": nothing was (knowingly) written; retry later. */
+const UNAVAILABLE_ERRORS = new Set(['STORE_UNAVAILABLE', 'STORE_LOCKED', 'STORE_CLOSED'])
+
+export function isUnavailableError(err: unknown): boolean {
+  return UNAVAILABLE_ERRORS.has((err as { code?: string })?.code ?? '')
+}
+
 /**
  * The shared half of every backend: validation before any I/O, metrics, and the bulk methods built on the
  * primitives. Backends implement `commit` (look up, plan with `planBatch`, write, in one transaction) and the
@@ -123,6 +131,25 @@ export abstract class AbstractBlockStore implements BlockStore {
   abstract ping(options?: AbortOptions): Promise<void>
 
   private readonly commitListeners = new Set<(event: CommitEvent) => void>()
+  private readonly availabilityListeners = new Set<(event: AvailabilityEvent) => void>()
+  /** Commits that failed because the store was unavailable; a put queued before one of them fails with it. */
+  private outages = 0
+  private lastOutage?: unknown
+
+  onAvailability(listener: (event: AvailabilityEvent) => void): () => void {
+    this.availabilityListeners.add(listener)
+    return () => this.availabilityListeners.delete(listener)
+  }
+
+  /** An operation got its answer from the database: tell availability listeners (the health monitor). */
+  protected reachable(): void {
+    for (const listener of this.availabilityListeners) listener({ up: true })
+  }
+
+  /** An operation failed because the database is unavailable (or the store's lock is lost). */
+  protected unreachable(error: unknown): void {
+    for (const listener of this.availabilityListeners) listener({ up: false, error })
+  }
 
   onCommit(listener: (event: CommitEvent) => void): () => void {
     this.commitListeners.add(listener)
@@ -155,6 +182,7 @@ export abstract class AbstractBlockStore implements BlockStore {
     prior: Promise<void>,
   ): Promise<PutResult[]> {
     checkAborted(options.signal)
+    const outages = this.outages
     const source = options.source ?? 'local'
     const validated: ValidatedBlock[] = []
     try {
@@ -192,6 +220,9 @@ export abstract class AbstractBlockStore implements BlockStore {
     }
     await prior
     checkAborted(options.signal)
+    // A commit ahead of this one failed on an unavailable store while this one waited: fail now rather than
+    // wait out a deadline of its own, so a put answers within one deadline however many are queued.
+    if (this.outages !== outages) throw this.lastOutage
     const end = this.metrics?.storeOpDuration.startTimer({ backend: this.backend, op: 'put' })
     let plan: BatchPlan
     try {
@@ -199,6 +230,10 @@ export abstract class AbstractBlockStore implements BlockStore {
     } catch (err) {
       if (isInputError(err)) this.rejected(err, source)
       else this.metrics?.storeErrors.inc({ backend: this.backend, op: 'put' })
+      if (isUnavailableError(err)) {
+        this.outages++
+        this.lastOutage = err
+      }
       throw err
     } finally {
       end?.()

@@ -1,5 +1,6 @@
 import type { Signer } from '../identity/index.js'
 import type { Logger } from '../observability/index.js'
+import { isUnavailableError } from './base.js'
 import { type Block, chainId, createSignedBlock } from './block.js'
 import type { CID } from './cid.js'
 import { ChainConflictError, checkAborted } from './errors.js'
@@ -33,13 +34,19 @@ export interface AppendResult {
 /**
  * The single writer of one chain: appends signed records one at a time (a queue, so concurrent callers get
  * consecutive sequence numbers), each linked to the previous head. The head advances only after the store
- * acknowledged the block, so a failed write leaves the chain as it was.
+ * acknowledged the block, so a failed write leaves the chain as it was. After any failed write the head is
+ * read from the store again before the next one: a COMMIT whose reply was lost may have happened.
+ * Appends queued behind one that found the store unavailable fail with it at once (nothing signed), so
+ * each caller waits at most about one store deadline, not one per append ahead of it.
  */
 export class ChainWriter {
   readonly chain: string
   private head?: { seq: number; cid: CID }
   private loaded = false
   private queue: Promise<unknown> = Promise.resolve()
+  /** Appends that failed on an unavailable store, and the last such error. */
+  private outages = 0
+  private lastOutage?: unknown
 
   constructor(
     opts: ChainWriterOptions,
@@ -55,7 +62,11 @@ export class ChainWriter {
     extra: Block[] = [],
     options: AppendOptions = {},
   ): Promise<AppendResult> {
-    const run = this.queue.then(() => this.appendNow(type, body, extra, options))
+    const outages = this.outages
+    const run = this.queue.then(() => {
+      if (this.outages !== outages) throw this.lastOutage
+      return this.appendNow(type, body, extra, options)
+    })
     this.queue = run.catch(() => undefined)
     return run
   }
@@ -83,7 +94,7 @@ export class ChainWriter {
     options: AppendOptions,
   ): Promise<AppendResult> {
     checkAborted(options.signal)
-    const head = await this.currentHead(options)
+    const head = await this.currentHead(options).catch((err: unknown) => this.failed(err))
     const seq = head ? head.seq + 1 : 0
     const block = createSignedBlock(this.components.signer, {
       type,
@@ -100,7 +111,7 @@ export class ChainWriter {
       // The write may have happened even so (a commit whose reply was lost): read the head again before the
       // next append rather than sign a second block for this position.
       this.loaded = false
-      throw err
+      this.failed(err)
     }
     if (result?.status === 'equivocation') {
       // Another writer holds this key and wrote this position: reload and refuse rather than fork further.
@@ -113,5 +124,14 @@ export class ChainWriter {
       'block appended',
     )
     return { cid: block.cid, seq, chunks: extra.length }
+  }
+
+  /** Rethrow, remembering an unavailable store for the appends queued meanwhile. */
+  private failed(err: unknown): never {
+    if (isUnavailableError(err)) {
+      this.outages++
+      this.lastOutage = err
+    }
+    throw err
   }
 }

@@ -112,6 +112,17 @@ export class StoreOpenError extends IcnError {
   }
 }
 
+/**
+ * Another process holds the store: a second node on the same SQLite data folder, or on the same PostgreSQL
+ * database with the same node identity. Stop the other node first.
+ */
+export class StoreLockedError extends IcnError {
+  override readonly name = 'StoreLockedError'
+  constructor(message: string, options?: { cause?: unknown; details?: Record<string, unknown> }) {
+    super('STORE_LOCKED', message, options)
+  }
+}
+
 /** The store was used after `close()` or before `open()`. */
 export class StoreClosedError extends IcnError {
   override readonly name = 'StoreClosedError'

@@ -7,7 +7,7 @@ export interface StoreHealthOptions {
   intervalMs?: number
   /** First retry delay after a failure; doubles on each further failure (default 250 ms). */
   initialBackoffMs?: number
-  /** Longest delay between retries while the store is down (default 30 000 ms). */
+  /** Longest delay between retries while the store is down (default 5000 ms). */
   maxBackoffMs?: number
   /** A ping that has not answered after this long counts as failed (default 5000 ms). */
   pingTimeoutMs?: number
@@ -20,7 +20,8 @@ export interface TimerClock {
 }
 
 export interface StoreHealthComponents {
-  store: Pick<BlockStore, 'backend' | 'ping'>
+  /** With `onAvailability`, every store operation's outcome counts: a success marks the store up at once. */
+  store: Pick<BlockStore, 'backend' | 'ping'> & Partial<Pick<BlockStore, 'onAvailability'>>
   logger?: Logger
   metrics?: Metrics
   clock?: TimerClock
@@ -33,9 +34,12 @@ export interface StoreHealthStatus {
 
 /**
  * Watches the block store: pings it every `intervalMs` while it answers, and after a failure retries with
- * exponential backoff until a ping succeeds again (the pg pool reconnects by itself, so that is the recovery).
- * `status()` is cached for the readiness route; `reportFailure()` lets a failed write turn readiness off at once.
- * Logs once when the store goes down and once when it comes back.
+ * exponential backoff (at most `maxBackoffMs` apart) until a ping succeeds again (the pg pool reconnects by
+ * itself, so that is the recovery). Every store operation counts as a check too (the store's
+ * `onAvailability`): one that got its answer marks the store up at once, one that found it unavailable marks it
+ * down, so `/ready` follows the writes rather than lagging a backoff behind them. `status()` is cached for the
+ * readiness route; `reportFailure()` lets a failed write turn readiness off at once. Logs once when the store
+ * goes down and once when it comes back.
  */
 export class StoreHealthMonitor {
   private readonly intervalMs: number
@@ -49,6 +53,7 @@ export class StoreHealthMonitor {
   private down = false
   private retry?: IBackoff<unknown>
   private failures = 0
+  private unsubscribe?: () => void
 
   constructor(
     opts: StoreHealthOptions,
@@ -58,7 +63,7 @@ export class StoreHealthMonitor {
     this.pingTimeoutMs = opts.pingTimeoutMs ?? 5000
     this.backoff = new ExponentialBackoff({
       initialDelay: opts.initialBackoffMs ?? 250,
-      maxDelay: opts.maxBackoffMs ?? 30_000,
+      maxDelay: opts.maxBackoffMs ?? 5000,
       generator: noJitterGenerator,
     })
     this.clock = components.clock ?? { setTimeout, clearTimeout: (h) => clearTimeout(h as NodeJS.Timeout) }
@@ -68,13 +73,31 @@ export class StoreHealthMonitor {
   start(): void {
     if (this.running) return
     this.running = true
+    this.unsubscribe = this.components.store.onAvailability?.((e) =>
+      e.up ? this.reportSuccess() : this.reportFailure(e.error),
+    )
     this.schedule(0)
   }
 
-  /** Stop pinging. Idempotent; the last known status stays readable. */
+  /** Stop pinging and listening. Idempotent; the last known status stays readable. */
   stop(): void {
     this.running = false
+    this.unsubscribe?.()
+    this.unsubscribe = undefined
     this.cancel()
+  }
+
+  /**
+   * A store operation got its answer: if the store was down it is up now, and the backoff starts over (the next
+   * ping comes after the normal interval).
+   */
+  reportSuccess(): void {
+    if (!this.down) return
+    this.markUp()
+    if (this.running && !this.checking) {
+      this.cancel()
+      this.schedule(this.intervalMs)
+    }
   }
 
   /** The last known readiness; never waits on the database. Not ready until a first ping has answered. */

@@ -46,6 +46,28 @@ export function isConnectionError(err: unknown): boolean {
   return CONNECTION_MESSAGES.test((err as Error)?.message ?? '')
 }
 
+/** How a write transaction checks that this process still holds the store's session-level advisory lock. */
+export interface LockCheck {
+  /** Backend pid of the connection holding the lock. */
+  pid: number
+  /** The lock's 64-bit key as pg_locks shows it: high half, low half. */
+  classid: number
+  objid: number
+}
+
+/** The lock connection no longer holds the store's lock (found inside a write transaction, which rolls back). */
+export class LockNotHeld extends Error {
+  constructor() {
+    super('the store lock is no longer held by this process')
+  }
+}
+
+/** Close a client's socket at once, without waiting for the server (which may not be answering). */
+export function destroyClient(client: pg.Client): void {
+  ;(client as unknown as { connection?: { stream?: { destroy(): void } } }).connection?.stream?.destroy()
+  void client.end().catch(() => {})
+}
+
 /** `host:port/database` of a connection URL, without user or password. */
 export function describePgUrl(url: string): string {
   try {
@@ -56,31 +78,6 @@ export function describePgUrl(url: string): string {
     return `${host}:${u.port || '5432'}/${db}`
   } catch {
     return '(unparseable PostgreSQL URL)'
-  }
-}
-
-/**
- * Run `fn` on a pooled client. A client whose connection fails while checked out emits 'error' (which would
- * crash the process unheard); it is listened for here and the client destroyed instead of returned.
- */
-export async function withClient<T>(
-  pool: pg.Pool,
-  fn: (client: pg.PoolClient, discard: (err: unknown) => void) => Promise<T>,
-): Promise<T> {
-  const client = await pool.connect()
-  let broken: Error | undefined
-  const onError = (err: unknown): void => {
-    broken ??= err instanceof Error ? err : new Error(String(err))
-  }
-  client.on('error', onError)
-  try {
-    return await fn(client, onError)
-  } catch (err) {
-    if (isConnectionError(err)) broken ??= err as Error
-    throw err
-  } finally {
-    client.off('error', onError)
-    client.release(broken)
   }
 }
 
@@ -97,10 +94,18 @@ function beginSql(
   chainIds: string[],
   wanted: { c: number; seq: number }[],
   raw: CID[],
+  opts: ApplyOptions,
 ): string {
   const chains = `ARRAY[${chainIds.map((c) => client.escapeLiteral(c)).join(',')}]::text[]`
   const hex = (b: Uint8Array): string => `decode('${Buffer.from(b).toString('hex')}', 'hex')`
   const out = ['BEGIN']
+  if (opts.statementTimeoutMs !== undefined)
+    out.push(`SET LOCAL statement_timeout = ${Math.floor(opts.statementTimeoutMs)}`)
+  if (opts.lock) {
+    const { pid, classid, objid } = opts.lock
+    out.push(`SELECT EXISTS (SELECT 1 FROM pg_locks WHERE locktype = 'advisory' AND granted AND objsubid = 1
+      AND pid = ${Math.floor(pid)} AND classid = ${Math.floor(classid)} AND objid = ${Math.floor(objid)}) AS held`)
+  }
   if (chainIds.length > 0)
     out.push(`SELECT pg_advisory_xact_lock(k)
       FROM (SELECT DISTINCT hashtextextended(c, 0) AS k FROM unnest(${chains}) AS c) AS keys ORDER BY k`)
@@ -188,8 +193,19 @@ class Packer {
   }
 }
 
+export interface ApplyOptions {
+  /** Server-side limit on each statement of the transaction (`SET LOCAL statement_timeout`). */
+  statementTimeoutMs?: number
+  /** Refuse (LockNotHeld) unless this lock is still held, checked in the first round trip. */
+  lock?: LockCheck
+}
+
 /** Begin, lock the batch's chains and look up (one round trip), plan, and write (one more). */
-export async function apply(client: pg.PoolClient, blocks: ValidatedBlock[]): Promise<BatchPlan> {
+export async function apply(
+  client: pg.PoolClient,
+  blocks: ValidatedBlock[],
+  opts: ApplyOptions = {},
+): Promise<BatchPlan> {
   const chainIndex = new Map<string, number>()
   for (const b of blocks)
     if (b.kind === 'signed' && !chainIndex.has(b.block.chain)) chainIndex.set(b.block.chain, 0)
@@ -204,8 +220,13 @@ export async function apply(client: pg.PoolClient, blocks: ValidatedBlock[]): Pr
       chainIds,
       wanted.map((p) => ({ c: idx(p.chain), seq: p.seq })),
       raw,
+      opts,
     ),
   )) as unknown as pg.QueryResult[]
+  if (opts.lock) {
+    const held = results[opts.statementTimeoutMs !== undefined ? 2 : 1]?.rows[0] as Row | undefined
+    if (held?.held !== true) throw new LockNotHeld()
+  }
   const known = new Map<string, CID>()
   const anchored = new Set<string>()
   for (const r of results[results.length - 1]!.rows as Row[]) {

@@ -6,6 +6,7 @@ import {
   BlockNotFoundError,
   checkAborted,
   StoreClosedError,
+  StoreLockedError,
   StoreOpenError,
   StoreUnavailableError,
 } from './errors.js'
@@ -13,13 +14,15 @@ import type { BatchPlan } from './plan.js'
 import {
   apply,
   describePgUrl,
+  destroyClient,
   errorText,
   headFromRow,
   isConnectionError,
+  type LockCheck,
+  LockNotHeld,
   migrate,
   RETRYABLE,
   type Row,
-  withClient,
 } from './postgres-sql.js'
 import type { AbortOptions, ChainHead, Evidence, GcOptions, StoreStats } from './store.js'
 
@@ -28,10 +31,42 @@ export interface PostgresStoreOptions {
   url: string
   /** Connections in the pool (default 8). */
   poolSize?: number
-  /** Give up on a new connection after this long (default 10 000 ms). */
+  /** Give up on a new connection after this long (default 10 000 ms, and never more than `timeoutMs`). */
   connectTimeoutMs?: number
-  /** Server-side limit on any one statement (default: none). */
-  statementTimeoutMs?: number
+  /**
+   * Deadline of every store operation (default 10 000 ms): waiting for a pooled connection, connecting and
+   * every round trip included; a commit gets 1 s more per 16 MiB it writes. Past it the connection is dropped
+   * (an unfinished transaction is never committed; the server rolls it back) and the operation fails with
+   * StoreUnavailableError. The server enforces it too (`statement_timeout`, and
+   * `idle_in_transaction_session_timeout` for a transaction whose client went silent).
+   */
+  timeoutMs?: number
+  /** Deadline of `gc`, which walks the whole store (default 600 000 ms). */
+  gcTimeoutMs?: number
+  /**
+   * Hold the store exclusively for this key (the node passes its DID): a session-level advisory lock on a
+   * connection of its own, taken at open (StoreLockedError if another process holds it) and held until close.
+   */
+  lockKey?: string
+}
+
+/** Default deadline of a store operation. */
+export const DEFAULT_PG_TIMEOUT_MS = 10_000
+/** A commit's deadline grows by a second per this many bytes it writes (a large CAR import is one commit). */
+const BYTES_PER_EXTRA_SECOND = 16 * 1024 * 1024
+
+/** The operation's deadline passed; the connection it used is dropped. */
+class DeadlineExceeded extends Error {
+  constructor(readonly ms: number) {
+    super(`no answer within ${ms} ms`)
+  }
+}
+
+/** The session-level lock that makes the store this process's alone, on its own connection. */
+interface HeldLock {
+  client: pg.Client
+  /** Backend pid of the lock connection, and the lock's key as pg_locks shows it (classid, objid). */
+  check: LockCheck
 }
 
 const PAGE = 256
@@ -39,8 +74,16 @@ const PAGE = 256
  * PostgreSQL backend (`pg` pool). Same tables and meaning as the SQLite backend. A put is one transaction of
  * three round trips whatever the batch size: BEGIN with an advisory lock per chain of the batch (so writers in
  * several processes serialise per chain) and the lookups; one write statement; COMMIT. Validation happened
- * before (in the base class), so the transaction stays short. Connection failures surface as
- * StoreUnavailableError; the pool reconnects by itself when the database is back.
+ * before (in the base class), so the transaction stays short. Every operation has a deadline (`timeoutMs`).
+ * Connection failures and deadlines surface as StoreUnavailableError; the pool reconnects by itself when the
+ * database is back.
+ *
+ * With `lockKey`, the store is this process's alone: a session-level advisory lock on a dedicated connection.
+ * If that connection fails or ends, the store notices ('error'/'end'), stops writing (puts, pins, deletes and
+ * gc fail with StoreUnavailableError) and takes the lock again on the next write or health ping; if another
+ * process took it meanwhile, they fail with StoreLockedError. A lock connection that dies silently (the
+ * server dropped it while the network was down) is caught as well: every write transaction checks, in its
+ * first round trip, that the lock connection's backend still holds the lock, and rolls back if not.
  */
 export class PostgresBlockStore extends AbstractBlockStore {
   readonly backend = 'postgres' as const
@@ -48,12 +91,16 @@ export class PostgresBlockStore extends AbstractBlockStore {
   private opening?: Promise<void>
   private readonly where: string
   private readonly secrets: string[]
+  private readonly timeoutMs: number
+  private lock?: HeldLock
+  private locking?: Promise<HeldLock>
 
   constructor(
     private readonly options: PostgresStoreOptions,
     components: StoreComponents = {},
   ) {
     super(components)
+    this.timeoutMs = options.timeoutMs ?? DEFAULT_PG_TIMEOUT_MS
     this.where = describePgUrl(options.url)
     this.secrets = [options.url]
     try {
@@ -74,14 +121,15 @@ export class PostgresBlockStore extends AbstractBlockStore {
   }
 
   private async connect(): Promise<void> {
-    const timeout = this.options.statementTimeoutMs
+    const timeout = this.timeoutMs
     const pool = new pg.Pool({
       connectionString: this.options.url,
       max: this.options.poolSize ?? 8,
-      connectionTimeoutMillis: this.options.connectTimeoutMs ?? 10_000,
+      connectionTimeoutMillis: this.connectTimeoutMs(),
       keepAlive: true,
       application_name: 'icn',
-      ...(timeout ? { statement_timeout: timeout, query_timeout: timeout + 5_000 } : {}),
+      statement_timeout: timeout,
+      idle_in_transaction_session_timeout: timeout,
     })
     // An idle client whose connection drops emits here; without a listener the process would crash.
     pool.on('error', (err) => {
@@ -91,9 +139,12 @@ export class PostgresBlockStore extends AbstractBlockStore {
       )
     })
     try {
-      await withClient(pool, (client) => migrate(client))
+      if (this.options.lockKey) await this.acquireLock()
+      await this.run('open', (client) => migrate(client), this.timeoutMs, pool)
     } catch (err) {
       await pool.end().catch(() => {})
+      this.releaseLock()
+      if (err instanceof StoreLockedError) throw err
       throw new StoreOpenError(
         `cannot open PostgreSQL store at ${this.where}: ${this.redact(errorText(err))}`,
         { cause: err },
@@ -101,7 +152,11 @@ export class PostgresBlockStore extends AbstractBlockStore {
     }
     this.pool = pool
     this.metrics?.storeUp.set({ backend: 'postgres' }, 1)
-    this.logger?.info({ db: this.where }, 'postgres store open')
+    this.logger?.info({ db: this.where, locked: Boolean(this.options.lockKey) }, 'postgres store open')
+  }
+
+  private connectTimeoutMs(): number {
+    return Math.min(this.options.connectTimeoutMs ?? 10_000, this.timeoutMs)
   }
 
   async close(): Promise<void> {
@@ -109,8 +164,111 @@ export class PostgresBlockStore extends AbstractBlockStore {
     const pool = this.pool
     if (!pool) return
     this.pool = undefined
-    await pool.end()
+    // Bounded: a pool whose connections hang (the database went silent) must not keep the node from stopping.
+    let timer: NodeJS.Timeout | undefined
+    await Promise.race([
+      pool.end().catch(() => {}),
+      new Promise((resolve) => {
+        timer = setTimeout(resolve, this.timeoutMs)
+      }),
+    ])
+    clearTimeout(timer)
+    await this.locking?.catch(() => {})
+    this.releaseLock()
     this.metrics?.storeUp.set({ backend: 'postgres' }, 0)
+  }
+
+  /** Take the store's session-level lock on a connection of its own; StoreLockedError if another holds it. */
+  private async acquireLock(): Promise<HeldLock> {
+    const key = `icn:node:${this.options.lockKey}`
+    const client = new pg.Client({
+      connectionString: this.options.url,
+      connectionTimeoutMillis: this.connectTimeoutMs(),
+      query_timeout: this.timeoutMs,
+      keepAlive: true,
+      application_name: 'icn-lock',
+    })
+    const lost = (err: unknown): void => this.lockLost(client, err)
+    client.on('error', lost)
+    client.on('end', () => lost(new Error('lock connection ended')))
+    try {
+      await client.connect()
+      const res = await client.query({
+        text: `SELECT pg_try_advisory_lock(k) AS ok, pg_backend_pid() AS pid, k::text AS key
+               FROM (SELECT hashtextextended($1, 0) AS k) AS x`,
+        values: [key],
+      })
+      const row = res.rows[0] as { ok: boolean; pid: number; key: string }
+      if (!row.ok)
+        throw new StoreLockedError(
+          `PostgreSQL store at ${this.where} is in use by another icn node with this identity (${this.options.lockKey}); stop it first, or give this node a database of its own`,
+          { details: { db: this.where, owner: this.options.lockKey } },
+        )
+      const k = BigInt.asUintN(64, BigInt(row.key))
+      const lock: HeldLock = {
+        client,
+        check: { pid: row.pid, classid: Number(k >> 32n), objid: Number(k & 0xffffffffn) },
+      }
+      this.lock = lock
+      return lock
+    } catch (err) {
+      client.off('error', lost)
+      client.on('error', () => {})
+      destroyClient(client)
+      throw err
+    }
+  }
+
+  /** The lock connection failed or ended: the lock is gone with it; writes stop until it is taken again. */
+  private lockLost(client: pg.Client, err: unknown): void {
+    if (this.lock?.client !== client) return
+    this.lock = undefined
+    this.logger?.warn(
+      { db: this.where, err: this.redact(errorText(err)) },
+      'lost the PostgreSQL store lock; writes stop until it is taken again',
+    )
+    client.on('error', () => {})
+    destroyClient(client)
+  }
+
+  private releaseLock(): void {
+    const lock = this.lock
+    this.lock = undefined
+    if (!lock) return
+    lock.client.removeAllListeners('end')
+    lock.client.on('error', () => {})
+    // Ending the session releases its advisory lock; a silent connection is destroyed instead of waited on.
+    const ending = lock.client.end().catch(() => {})
+    const timer = setTimeout(() => destroyClient(lock.client), this.timeoutMs)
+    void ending.finally(() => clearTimeout(timer))
+  }
+
+  /**
+   * The lock, taken again if it was lost (one attempt at a time). Without `lockKey` there is none to hold.
+   * Throws StoreLockedError if another process holds it, StoreUnavailableError if the database is away.
+   */
+  private async holdLock(op: string): Promise<LockCheck | undefined> {
+    if (!this.options.lockKey) return undefined
+    if (this.lock) return this.lock.check
+    this.p()
+    this.locking ??= this.acquireLock().finally(() => {
+      this.locking = undefined
+    })
+    try {
+      const lock = await this.locking
+      if (!this.pool) {
+        this.releaseLock()
+        throw new StoreClosedError()
+      }
+      this.logger?.info({ db: this.where }, 'PostgreSQL store lock taken again')
+      return lock.check
+    } catch (err) {
+      if (err instanceof StoreLockedError) {
+        this.unreachable(err)
+        throw err
+      }
+      throw this.translate(err, op)
+    }
   }
 
   private p(): pg.Pool {
@@ -124,51 +282,123 @@ export class PostgresBlockStore extends AbstractBlockStore {
     return out
   }
 
-  /** Connection failures become StoreUnavailableError; everything else (bad input, bugs) passes through. */
+  /** Connection failures and deadlines become StoreUnavailableError; everything else (bad input, bugs) passes. */
   private translate(err: unknown, op: string): unknown {
+    if (err instanceof StoreUnavailableError) return err
     if (/after calling end on the pool/.test((err as Error)?.message ?? '')) return new StoreClosedError()
-    if (!isConnectionError(err)) return err
+    let out: StoreUnavailableError
+    if (err instanceof LockNotHeld) {
+      out = new StoreUnavailableError(
+        `PostgreSQL store at ${this.where}: ${err.message}; not written (it is taken again on the next write)`,
+      )
+    } else if (err instanceof DeadlineExceeded) {
+      out = new StoreUnavailableError(
+        `PostgreSQL database at ${this.where} did not answer within ${err.ms} ms (${op})${op === 'put' || op === 'gc' ? '; nothing was committed, unless the reply to COMMIT was lost' : ''}`,
+        { cause: err },
+      )
+    } else if (isConnectionError(err)) {
+      const slow =
+        (err as { code?: string }).code === '57014' || /timeout/i.test((err as Error)?.message ?? '')
+      out = new StoreUnavailableError(
+        `PostgreSQL database at ${this.where} is unreachable${slow ? ' or too slow' : ''}: ${this.redact(errorText(err))}`,
+        { cause: err },
+      )
+    } else return err
     this.metrics?.storeUp.set({ backend: 'postgres' }, 0)
     if (op !== 'put') this.metrics?.storeErrors.inc({ backend: 'postgres', op })
-    const slow = (err as { code?: string }).code === '57014' || /timeout/i.test((err as Error)?.message ?? '')
-    return new StoreUnavailableError(
-      `PostgreSQL database at ${this.where} is unreachable${slow ? ' or too slow' : ''}: ${this.redact(errorText(err))}`,
-      { cause: err },
-    )
+    this.unreachable(out)
+    return out
   }
 
-  private async query(op: string, sql: string | pg.QueryConfig, values?: unknown[]): Promise<Row[]> {
-    const pool = this.p()
-    try {
-      const res = typeof sql === 'string' ? await pool.query(sql, values) : await pool.query(sql)
-      return res.rows as Row[]
-    } catch (err) {
-      throw this.translate(err, op)
+  /**
+   * Run `fn` on a pooled client within `ms`. Past the deadline the client is destroyed (an open transaction on
+   * it is never committed: the server rolls it back when the connection or `idle_in_transaction_session_timeout`
+   * ends it) and the operation fails with StoreUnavailableError. `live()` tells `fn` whether it may still go on.
+   */
+  private async run<T>(
+    op: string,
+    fn: (client: pg.PoolClient, live: () => boolean) => Promise<T>,
+    ms = this.timeoutMs,
+    pool = this.p(),
+  ): Promise<T> {
+    let expired = false
+    let timer: NodeJS.Timeout | undefined
+    const deadline = new Promise<never>((_, reject) => {
+      timer = setTimeout(() => {
+        expired = true
+        reject(new DeadlineExceeded(ms))
+      }, ms)
+    })
+    let client: pg.PoolClient | undefined
+    let broken: Error | undefined
+    const onError = (err: unknown): void => {
+      broken ??= err instanceof Error ? err : new Error(String(err))
     }
+    try {
+      const acquiring = pool.connect()
+      try {
+        client = await Promise.race([acquiring, deadline])
+      } catch (err) {
+        // A connection that arrives after the deadline goes back to the pool unused.
+        if (expired)
+          acquiring.then(
+            (c) => c.release(),
+            () => {},
+          )
+        throw err
+      }
+      client.on('error', onError)
+      const result = await Promise.race([fn(client, () => !expired), deadline])
+      if (!this.options.lockKey || this.lock) this.reachable()
+      return result
+    } catch (err) {
+      if (expired || isConnectionError(err) || err instanceof LockNotHeld)
+        broken ??= err instanceof Error ? err : new Error(String(err))
+      throw this.translate(err, op)
+    } finally {
+      clearTimeout(timer)
+      if (client) {
+        client.off('error', onError)
+        client.release(broken)
+      }
+    }
+  }
+
+  private query(op: string, sql: string | pg.QueryConfig, values?: unknown[]): Promise<Row[]> {
+    return this.run(op, async (client) => {
+      const res = typeof sql === 'string' ? await client.query(sql, values) : await client.query(sql)
+      return res.rows as Row[]
+    })
   }
 
   protected async commit(blocks: ValidatedBlock[], options: AbortOptions = {}): Promise<BatchPlan> {
-    const pool = this.p()
-    for (let attempt = 1; ; attempt++) {
-      checkAborted(options.signal)
-      try {
-        return await withClient(pool, async (client, discard) => {
+    this.p()
+    const lock = await this.holdLock('put')
+    const bytes = blocks.reduce((n, b) => n + b.bytes.length, 0)
+    const ms = this.timeoutMs + Math.floor(bytes / BYTES_PER_EXTRA_SECOND) * 1000
+    return this.run(
+      'put',
+      async (client, live) => {
+        for (let attempt = 1; ; attempt++) {
+          checkAborted(options.signal)
           try {
-            const plan = await apply(client, blocks)
+            const plan = await apply(client, blocks, { statementTimeoutMs: ms, lock })
             checkAborted(options.signal)
+            if (!live()) throw new DeadlineExceeded(ms)
             await client.query('COMMIT')
             return plan
           } catch (err) {
-            await client.query('ROLLBACK').catch(discard)
+            if (live()) await client.query('ROLLBACK').catch(() => {})
+            if (err instanceof LockNotHeld && lock && this.lock?.check === lock)
+              this.lockLost(this.lock.client, err)
+            const code = (err as { code?: string })?.code
+            if (attempt < 3 && code && RETRYABLE.has(code) && live()) continue
             throw err
           }
-        })
-      } catch (err) {
-        const code = (err as { code?: string })?.code
-        if (attempt < 3 && code && RETRYABLE.has(code)) continue
-        throw this.translate(err, 'put')
-      }
-    }
+        }
+      },
+      ms,
+    )
   }
 
   async get(cid: CID, options: AbortOptions = {}): Promise<Uint8Array> {
@@ -199,6 +429,7 @@ export class PostgresBlockStore extends AbstractBlockStore {
 
   async delete(cid: CID, options: AbortOptions = {}): Promise<void> {
     checkAborted(options.signal)
+    await this.holdLock('delete')
     await this.query(
       'delete',
       `WITH b AS (DELETE FROM blocks WHERE cid = $1), l AS (DELETE FROM links WHERE parent = $1)
@@ -287,6 +518,7 @@ export class PostgresBlockStore extends AbstractBlockStore {
 
   async pin(cid: CID, options: AbortOptions = {}): Promise<void> {
     checkAborted(options.signal)
+    await this.holdLock('pin')
     const rows = await this.query(
       'pin',
       `WITH p AS (
@@ -301,6 +533,7 @@ export class PostgresBlockStore extends AbstractBlockStore {
 
   async unpin(cid: CID, options: AbortOptions = {}): Promise<void> {
     checkAborted(options.signal)
+    await this.holdLock('unpin')
     await this.query('unpin', 'DELETE FROM pins WHERE cid = $1', [cid.bytes])
   }
 
@@ -312,30 +545,48 @@ export class PostgresBlockStore extends AbstractBlockStore {
 
   async gc(options: GcOptions = {}): Promise<{ removed: number }> {
     checkAborted(options.signal)
+    await this.holdLock('gc')
     const end = this.metrics?.storeOpDuration.startTimer({ backend: 'postgres', op: 'gc' })
+    const ms = this.options.gcTimeoutMs ?? 600_000
     let removed: number
     try {
       // One statement, so one snapshot: the live set, the block deletion and the dangling links go together.
-      const rows = await this.query(
+      // Every chain head is a root: GC never takes a chain the node holds, its own or a replicated one.
+      removed = await this.run(
         'gc',
-        `WITH RECURSIVE live(cid) AS (
-           SELECT cid FROM pins
-           UNION SELECT first_cid FROM evidence
-           UNION SELECT second_cid FROM evidence
-           UNION SELECT unnest($1::bytea[])
-           UNION SELECT l.child FROM links l JOIN live ON l.parent = live.cid
-         ),
-         gone AS (
-           DELETE FROM blocks b WHERE NOT EXISTS (SELECT 1 FROM live WHERE live.cid = b.cid) RETURNING b.cid
-         ),
-         dangling AS (
-           DELETE FROM links l
-           WHERE l.parent IN (SELECT cid FROM gone) OR NOT EXISTS (SELECT 1 FROM blocks b WHERE b.cid = l.parent)
-         )
-         SELECT count(*) AS removed FROM gone`,
-        [(options.roots ?? []).map((r) => r.bytes)],
+        async (client, live) => {
+          await client.query(`BEGIN; SET LOCAL statement_timeout = ${ms}`)
+          try {
+            const res = await client.query(
+              `WITH RECURSIVE live(cid) AS (
+                 SELECT head_cid FROM chains
+                 UNION SELECT cid FROM pins
+                 UNION SELECT first_cid FROM evidence
+                 UNION SELECT second_cid FROM evidence
+                 UNION SELECT unnest($1::bytea[])
+                 UNION SELECT l.child FROM links l JOIN live ON l.parent = live.cid
+               ),
+               gone AS (
+                 DELETE FROM blocks b WHERE NOT EXISTS (SELECT 1 FROM live WHERE live.cid = b.cid) RETURNING b.cid
+               ),
+               dangling AS (
+                 DELETE FROM links l
+                 WHERE l.parent IN (SELECT cid FROM gone) OR NOT EXISTS (SELECT 1 FROM blocks b WHERE b.cid = l.parent)
+               )
+               SELECT count(*) AS removed FROM gone`,
+              [(options.roots ?? []).map((r) => r.bytes)],
+            )
+            checkAborted(options.signal)
+            if (!live()) throw new DeadlineExceeded(ms)
+            await client.query('COMMIT')
+            return Number((res.rows[0] as Row | undefined)?.removed ?? 0)
+          } catch (err) {
+            if (live()) await client.query('ROLLBACK').catch(() => {})
+            throw err
+          }
+        },
+        ms,
       )
-      removed = Number(rows[0]?.removed ?? 0)
     } finally {
       end?.()
     }
@@ -350,8 +601,10 @@ export class PostgresBlockStore extends AbstractBlockStore {
     return statsFromRow(rows[0]!)
   }
 
+  /** A round trip on the pool; with `lockKey`, also (re)takes the lock, so the health monitor notices its loss. */
   async ping(options: AbortOptions = {}): Promise<void> {
     checkAborted(options.signal)
+    await this.holdLock('ping')
     await this.query('ping', 'SELECT 1')
     this.metrics?.storeUp.set({ backend: 'postgres' }, 1)
   }

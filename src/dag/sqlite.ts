@@ -4,7 +4,13 @@ import Database from 'better-sqlite3'
 import { AbstractBlockStore, rangeFromRows, STATS_SQL, type StoreComponents, statsFromRow } from './base.js'
 import { type Block, collectLinks, decodeSignedBlock, type ValidatedBlock } from './block.js'
 import { type CID, cidFromBytes, DAG_CBOR } from './cid.js'
-import { BlockNotFoundError, checkAborted, StoreClosedError, StoreOpenError } from './errors.js'
+import {
+  BlockNotFoundError,
+  checkAborted,
+  StoreClosedError,
+  StoreLockedError,
+  StoreOpenError,
+} from './errors.js'
 import { type BatchPlan, chainsOf, headPositions, lookupsFor, planBatch, positionKey } from './plan.js'
 import { SQLITE_MIGRATIONS } from './sqlite-schema.js'
 import type { AbortOptions, ChainHead, Evidence, GcOptions, StoreStats } from './store.js'
@@ -21,7 +27,8 @@ type Row = Record<string, unknown>
 
 /**
  * SQLite backend (better-sqlite3, WAL). The embedded default: one file in the data folder, opened in
- * exclusive locking mode so a second process on the same folder fails at start instead of corrupting it.
+ * exclusive locking mode so a second process on the same folder fails at start (StoreLockedError,
+ * `STORE_LOCKED`) instead of corrupting it.
  */
 export class SqliteBlockStore extends AbstractBlockStore {
   readonly backend = 'sqlite' as const
@@ -54,8 +61,12 @@ export class SqliteBlockStore extends AbstractBlockStore {
     } catch (err) {
       db?.close()
       const msg = (err as Error).message
-      const hint = /locked|busy/i.test(msg) ? ' (is another icn node using this data folder?)' : ''
-      throw new StoreOpenError(`cannot open SQLite store ${this.options.path}: ${msg}${hint}`, { cause: err })
+      if ((err as { code?: string }).code === 'SQLITE_BUSY' || /database is locked/i.test(msg))
+        throw new StoreLockedError(
+          `SQLite store ${this.options.path} is in use by another process (another icn node on this data folder?); stop it first`,
+          { cause: err, details: { path: this.options.path } },
+        )
+      throw new StoreOpenError(`cannot open SQLite store ${this.options.path}: ${msg}`, { cause: err })
     }
     this.db = db
     this.stmts = prepare(db)
@@ -317,8 +328,10 @@ function prepare(db: Database.Database): Record<string, Stmt> {
     pin: p('INSERT OR IGNORE INTO pins (cid, pinned_at) VALUES (?, ?)'),
     unpin: p('DELETE FROM pins WHERE cid = ?'),
     pins: p('SELECT cid FROM pins ORDER BY pinned_at'),
+    // Every chain head is a root: GC never takes a chain the store holds, the node's own or a replicated one.
     gc: p(`WITH RECURSIVE live(cid) AS (
-        SELECT cid FROM pins
+        SELECT head_cid FROM chains
+        UNION SELECT cid FROM pins
         UNION SELECT first_cid FROM evidence
         UNION SELECT second_cid FROM evidence
         UNION SELECT cid FROM gc_roots

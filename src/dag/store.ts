@@ -84,8 +84,15 @@ export interface StoreStats {
 }
 
 export interface GcOptions extends AbortOptions {
-  /** Extra roots kept alive besides the pins and evidence (the node passes its own chain heads). */
+  /** Extra roots kept alive besides every chain head, the pins and the evidence. */
   roots?: CID[]
+}
+
+/** What an operation showed about the backing database: it answered (`up`), or it is unavailable. */
+export interface AvailabilityEvent {
+  up: boolean
+  /** Why it is unavailable (a StoreUnavailableError or StoreLockedError). */
+  error?: unknown
 }
 
 /**
@@ -121,11 +128,19 @@ export interface BlockStore {
   pin(cid: CID, options?: AbortOptions): Promise<void>
   unpin(cid: CID, options?: AbortOptions): Promise<void>
   pins(options?: AbortOptions): Promise<CID[]>
-  /** Delete every block that no pin, evidence record or given root reaches through links. */
+  /**
+   * Delete every block that nothing reaches through links from a root. Roots: the head of every chain the store
+   * holds (the node's own and every replicated one), pins, both blocks of every evidence record, `roots`.
+   */
   gc(options?: GcOptions): Promise<{ removed: number }>
   stats(options?: AbortOptions): Promise<StoreStats>
   /** Cheap round trip to the backing database; throws StoreUnavailableError if it does not answer. */
   ping(options?: AbortOptions): Promise<void>
   /** Call `listener` after every commit that added blocks (not for duplicates only); returns the unsubscribe. */
   onCommit(listener: (event: CommitEvent) => void): () => void
+  /**
+   * Call `listener` whenever an operation shows the database answering or unavailable (the health monitor
+   * listens, so a successful write counts as health at once); returns the unsubscribe.
+   */
+  onAvailability(listener: (event: AvailabilityEvent) => void): () => void
 }

@@ -101,7 +101,11 @@ export class IcnNode {
     const storeComponents = { logger: storeLogger, metrics: this.metrics, verifier: this.verifier }
     this.store =
       options.store === 'postgres'
-        ? new PostgresBlockStore({ url: options.pgUrl! }, storeComponents)
+        ? new PostgresBlockStore(
+            // The lock makes the database this identity's alone: a second node with this DID fails at open.
+            { url: options.pgUrl!, timeoutMs: options.storeTimeoutMs, lockKey: modules.signer.did },
+            storeComponents,
+          )
         : new SqliteBlockStore(
             { path: dataPaths(options.dataDir).sqlite, synchronous: options.sqliteSynchronous },
             storeComponents,
@@ -284,9 +288,8 @@ export class IcnNode {
     checkAborted(this.signal)
   }
 
-  /** GC keeps the node's own chain whole, and the genesis (pinned). */
+  /** No extra roots: GC keeps every chain head itself (own and replicated), the pins (genesis) and evidence. */
   private async gcRoots(): Promise<CID[]> {
-    const head = await this.writer.currentHead()
-    return head ? [head.cid] : []
+    return []
   }
 }

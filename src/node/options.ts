@@ -26,6 +26,8 @@ export interface NodeOptions {
   bootstrap: string[]
   /** File holding a libp2p pre-shared key (private network); every node of the federation needs the same one. */
   pskFile?: string
+  /** Deadline of every PostgreSQL store operation, in ms (ICN_STORE_TIMEOUT_MS; default 10 000). */
+  storeTimeoutMs: number
 }
 
 export const DEFAULT_API_PORT = 7420
@@ -40,6 +42,7 @@ export const defaultOptions: NodeOptions = {
   shutdownTimeoutMs: 10_000,
   p2pListen: [`/ip4/0.0.0.0/tcp/${DEFAULT_P2P_PORT}`],
   bootstrap: [],
+  storeTimeoutMs: process.env.ICN_STORE_TIMEOUT_MS ? Number(process.env.ICN_STORE_TIMEOUT_MS) : 10_000,
 }
 
 /** A setting is out of range or inconsistent (e.g. --store postgres without --pg-url). */
@@ -86,6 +89,10 @@ export function checkOptions(opts: NodeOptions): void {
       `--log-level (or ICN_LOG_LEVEL) must be one of ${LOG_LEVELS.join(', ')}, got ${JSON.stringify(opts.logLevel)}`,
     )
   parseListen(opts.apiListen)
+  if (!Number.isInteger(opts.storeTimeoutMs) || opts.storeTimeoutMs < 100)
+    throw new InvalidOptionError(
+      `the store deadline (ICN_STORE_TIMEOUT_MS) must be a whole number of ms, at least 100, got ${opts.storeTimeoutMs}`,
+    )
   for (const [flag, values] of [
     ['--p2p-listen', opts.p2pListen],
     ['--bootstrap', opts.bootstrap],

@@ -470,7 +470,7 @@ export function blockStoreTests(name: string, factory: BlockStoreFactory): void 
         expect(await store.pins()).toEqual([])
       })
 
-      it('a chain stored again after gc keeps all it links through the next gc', async () => {
+      it('a chain stored again after its blocks were deleted and collected keeps all it links', async () => {
         const { body, chunks } = encodeValue(new Uint8Array(randomBytes(1024 * 1024 + 100)))
         const [a0] = chainOf(alice, chainA, 1)
         const a1 = createSignedBlock(alice, {
@@ -484,10 +484,10 @@ export function blockStoreTests(name: string, factory: BlockStoreFactory): void 
         const [a2] = chainOf(alice, chainA, 1, 2, a1.cid)
         const all = [a0!, a1, a2!, ...chunks]
         await store.putMany(all)
-        expect((await store.gc()).removed).toBe(all.length) // nothing pinned: everything goes
+        for (const b of [a0!, a1, a2!]) await store.delete(b.cid)
+        expect((await store.gc()).removed).toBe(chunks.length) // the record that linked them is gone
         const again = await store.putMany(all)
         expect(again.slice(0, 3).map((r) => r.status)).toEqual(['duplicate', 'duplicate', 'duplicate'])
-        await store.pin(a2!.cid)
         expect((await store.gc()).removed).toBe(0)
         for (const b of all) expect(await store.has(b.cid)).toBe(true)
         expect((await store.links(a2!.cid)).map(String)).toEqual([a1.cid.toString()])
@@ -497,9 +497,11 @@ export function blockStoreTests(name: string, factory: BlockStoreFactory): void 
         expect(value).toBeInstanceOf(Uint8Array)
       })
 
-      it('removes unreachable blocks and keeps pins, roots, evidence and all they link', async () => {
-        // A: pinned head, linking its chain and a chunked value
-        const { body, chunks } = encodeValue(new Uint8Array(randomBytes(1024 * 1024 + 100)))
+      it('keeps every chain whole, replicated ones too; only what no head, pin, evidence or root reaches goes', async () => {
+        // A: the writer's own chain, its head linking a chunked value; nothing pinned
+        const big = (): ReturnType<typeof encodeValue> =>
+          encodeValue(new Uint8Array(randomBytes(1024 * 1024 + 100)))
+        const va = big()
         const [a0, a1] = chainOf(alice, chainA, 2)
         const a2 = createSignedBlock(alice, {
           type: VALUE_RECORD_TYPE,
@@ -507,38 +509,60 @@ export function blockStoreTests(name: string, factory: BlockStoreFactory): void 
           seq: 2,
           prev: a1!.cid,
           ts: 1,
-          body,
+          body: va.body,
         })
-        await store.putMany([a0!, a1!, a2, ...chunks])
-        await store.pin(a2.cid)
-        // B: unpinned, unreachable
+        await store.putMany([a0!, a1!, a2, ...va.chunks])
+        // B: another author's chain, as replication brings it; nothing pins it
         const chainB = chainId(bob.did, 'b')
         const b = chainOf(bob, chainB, 3)
         await store.putMany(b)
-        // C: kept only through the roots option
-        const chainC = chainId(bob.did, 'c')
-        const c = chainOf(bob, chainC, 2)
-        await store.putMany(c)
+        // E: a chain whose head was deleted: its predecessor and the head's chunks are reached by nothing
+        const chainE = chainId(alice.did, 'e')
+        const ve = big()
+        const [e0] = chainOf(alice, chainE, 1)
+        const e1 = createSignedBlock(alice, {
+          type: VALUE_RECORD_TYPE,
+          chain: chainE,
+          seq: 1,
+          prev: e0!.cid,
+          ts: 1,
+          body: ve.body,
+        })
+        await store.putMany([e0!, e1, ...ve.chunks])
+        await store.delete(e1.cid)
+        // P: the same, but its first block pinned
+        const chainP = chainId(bob.did, 'p')
+        const [p0, p1] = chainOf(bob, chainP, 2)
+        await store.putMany([p0!, p1!])
+        await store.pin(p0!.cid)
+        await store.delete(p1!.cid)
         // D: an equivocation; both blocks are evidence
         const chainD = chainId(alice.did, 'd')
         const [d0] = chainOf(alice, chainD, 1)
         const rival = valueBlock(alice, chainD, 0, null, 'rival')
         await store.putMany([d0!, rival])
 
-        expect(await store.gc({ roots: [c[1]!.cid] })).toEqual({ removed: 3 })
-        for (const x of b) expect(await store.has(x.cid)).toBe(false)
-        for (const x of [a0!, a1!, a2, ...chunks, ...c, d0!, rival]) expect(await store.has(x.cid)).toBe(true)
-        expect(await store.links(b[2]!.cid)).toEqual([])
+        // e0 is kept by the roots option only; E's chunks go
+        expect(await store.gc({ roots: [e0!.cid] })).toEqual({ removed: ve.chunks.length })
+        for (const x of ve.chunks) expect(await store.has(x.cid)).toBe(false)
+        const kept = [a0!, a1!, a2, ...va.chunks, ...b, e0!, p0!, d0!, rival]
+        for (const x of kept) expect(await store.has(x.cid)).toBe(true)
+        await expectIntactChain(chainA)
+        await expectIntactChain(chainB)
+        expect(await store.links(e1.cid)).toEqual([])
         // chain positions stay known after gc
-        expect((await store.chainHead(chainB))?.seq).toBe(2)
-        expect((await store.stats()).blocks).toBe(3 + chunks.length + 2 + 2)
+        expect((await store.chainHead(chainE))?.seq).toBe(1)
+        expect((await store.stats()).blocks).toBe(kept.length)
 
-        // without the root, C goes; after unpinning, A goes too
-        expect(await store.gc()).toEqual({ removed: 2 })
-        await store.unpin(a2.cid)
-        expect(await store.gc()).toEqual({ removed: 3 + chunks.length })
-        expect((await store.stats()).blocks).toBe(2)
+        // without the root, e0 goes; after unpinning, p0 too; the chains and the evidence stay
+        expect(await store.gc()).toEqual({ removed: 1 })
+        await store.unpin(p0!.cid)
+        expect(await store.gc()).toEqual({ removed: 1 })
+        expect((await store.stats()).blocks).toBe(kept.length - 2)
         expect(await store.gc()).toEqual({ removed: 0 })
+        await expectIntactChain(chainA)
+        await expectIntactChain(chainB)
+        for (const x of [d0!, rival]) expect(await store.has(x.cid)).toBe(true)
       })
     })
 

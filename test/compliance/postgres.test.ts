@@ -2,9 +2,11 @@ import pg from 'pg'
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest'
 import {
   type BlockStore,
+  ChainWriter,
   chainId,
   decodeSignedBlock,
   PostgresBlockStore,
+  type PostgresStoreOptions,
   StoreHealthMonitor,
 } from '../../src/dag/index.js'
 import { Signer } from '../../src/identity/index.js'
@@ -221,6 +223,203 @@ describe('PostgresBlockStore', () => {
     } finally {
       monitor.stop()
       await proxy.stop()
+    }
+  })
+})
+
+/** The code a promise rejects with, or 'ok'. */
+async function outcome(p: Promise<unknown>): Promise<string> {
+  return p.then(
+    () => 'ok',
+    (e: { code?: string }) => e.code ?? String(e),
+  )
+}
+
+/** End the lock connections' sessions server-side, and wait until their backends are gone (and their locks). */
+async function endLockSessions(): Promise<void> {
+  const killed = await admin.query(
+    `SELECT pg_terminate_backend(pid) AS ok FROM pg_stat_activity
+     WHERE datname = current_database() AND application_name = 'icn-lock'`,
+  )
+  expect(killed.rows).toEqual([{ ok: true }])
+  const left = async (): Promise<number> =>
+    (
+      await admin.query(
+        `SELECT (SELECT count(*) FROM pg_stat_activity
+                 WHERE datname = current_database() AND application_name = 'icn-lock')::int
+              + (SELECT count(*) FROM pg_locks WHERE locktype = 'advisory'
+                 AND database = (SELECT oid FROM pg_database WHERE datname = current_database()))::int AS n`,
+      )
+    ).rows[0].n as number
+  for (let tries = 0; (await left()) > 0; tries++) {
+    expect(tries).toBeLessThan(500)
+    await new Promise((r) => setTimeout(r, 10))
+  }
+}
+
+describe('PostgresBlockStore: one node identity per database', () => {
+  const stores: BlockStore[] = []
+  afterEach(async () => {
+    for (const s of stores.splice(0)) await s.close()
+    await truncateAll(admin)
+  })
+
+  function open(
+    lockKey: string,
+    url = db.url,
+    extra: Partial<PostgresStoreOptions> = {},
+  ): PostgresBlockStore {
+    const store = new PostgresBlockStore({ url, connectTimeoutMs: 2_000, lockKey, ...extra })
+    stores.push(store)
+    return store
+  }
+
+  it('a second store for the same identity fails STORE_LOCKED, the first keeps working; after close one opens', async () => {
+    const signer = Signer.generate()
+    const chain = chainId(signer.did, 'node')
+    const [b0, b1, b2] = chainOf(signer, chain, 3)
+    const first = open(signer.did)
+    await first.open()
+    await first.put(b0!)
+
+    const second = open(signer.did)
+    const err = await second.open().then(
+      () => new Error('expected a failure'),
+      (e: unknown) => e as Error,
+    )
+    expect(err).toMatchObject({ code: 'STORE_LOCKED' })
+    expect(err.message).toContain(signer.did)
+    expect(err.message).toMatch(/another icn node/)
+    await expect(second.ping()).rejects.toMatchObject({ code: 'STORE_CLOSED' })
+
+    // the first keeps working, and another identity may share the database
+    expect((await first.put(b1!)).status).toBe('stored')
+    const other = open(Signer.generate().did)
+    await other.open()
+    await other.ping()
+
+    await first.close()
+    const third = open(signer.did)
+    await third.open()
+    expect((await third.put(b2!)).status).toBe('stored')
+    expect((await third.chainHead(chain))?.seq).toBe(2)
+  })
+
+  it('stops writing when its lock connection dies, and takes the lock again once free', async () => {
+    const signer = Signer.generate()
+    const chain = chainId(signer.did, 'node')
+    const [b0, b1, b2] = chainOf(signer, chain, 3)
+    const a = open(signer.did)
+    await a.open()
+    await a.put(b0!)
+    // the server ends the lock's session (as it does when the network drops it): the lock is free
+    await endLockSessions()
+    const b = open(signer.did)
+    await b.open() // another process with this identity takes it
+
+    // a must not write as if it still held the lock, whether or not it has heard of the loss yet
+    expect(['STORE_LOCKED', 'STORE_UNAVAILABLE']).toContain(await outcome(a.put(b1!)))
+    expect(await outcome(a.put(b1!))).toBe('STORE_LOCKED')
+    expect(await outcome(a.pin(b0!.cid))).toBe('STORE_LOCKED')
+    expect(await outcome(a.ping())).toBe('STORE_LOCKED')
+    expect(await b.has(b1!.cid)).toBe(false)
+    expect((await b.put(b1!)).status).toBe('stored')
+
+    // once b has gone, a takes the lock again by itself and writes
+    await b.close()
+    stores.splice(stores.indexOf(b), 1)
+    expect((await a.put(b2!)).status).toBe('stored')
+    expect((await a.chainHead(chain))?.seq).toBe(2)
+  })
+
+  it('a write refuses, inside its transaction, when the lock connection died without the client hearing', async () => {
+    const signer = Signer.generate()
+    const chain = chainId(signer.did, 'node')
+    const [b0, b1] = chainOf(signer, chain, 2)
+    const a = open(signer.did)
+    await a.open()
+    await a.put(b0!)
+    // Deafen the lock connection (as a network that drops packets does: no FIN, no error), then end its session.
+    const lock = (a as unknown as { lock: { client: pg.Client } }).lock.client
+    lock.removeAllListeners('end')
+    lock.removeAllListeners('error')
+    lock.on('error', () => {})
+    await endLockSessions()
+
+    const err = await a.put(b1!).then(
+      () => new Error('expected a failure'),
+      (e: unknown) => e as Error,
+    )
+    expect(err).toMatchObject({ code: 'STORE_UNAVAILABLE' })
+    expect(err.message).toMatch(/lock is no longer held/)
+    expect(await a.has(b1!.cid)).toBe(false)
+    // the loss is now known: the next write takes the lock again (nobody else has it) and goes through
+    expect((await a.put(b1!)).status).toBe('stored')
+  })
+})
+
+describe('PostgresBlockStore: a database that goes silent', () => {
+  it('fails every operation within its deadline, commits nothing half-way, and the writer carries on right', async () => {
+    const proxy = TcpProxy.forUrl(db.url)
+    const port = await proxy.start()
+    const signer = Signer.generate()
+    const store = new PostgresBlockStore({
+      url: rewritePgUrl(db.url, { host: '127.0.0.1', port }),
+      poolSize: 2,
+      timeoutMs: 300,
+      lockKey: signer.did,
+    })
+    const writer = new ChainWriter({ name: 'node' }, { store, signer })
+    try {
+      await store.open()
+      expect((await writer.appendValue('before')).seq).toBe(0)
+
+      proxy.blackhole() // connections stay open; nothing gets through
+      const err = await writer.appendValue('lost').then(
+        () => new Error('expected a failure'),
+        (e: unknown) => e as Error,
+      )
+      expect(err).toMatchObject({ code: 'STORE_UNAVAILABLE' })
+      expect(err.message).toMatch(/did not answer within 300 ms/)
+      expect(proxy.dropped).toBeGreaterThan(0)
+      // queued writes fail as well (at once: the one ahead of them found the store unavailable)
+      const queued = await Promise.all(['q1', 'q2', 'q3'].map((v) => outcome(writer.appendValue(v))))
+      expect(queued).toEqual(['STORE_UNAVAILABLE', 'STORE_UNAVAILABLE', 'STORE_UNAVAILABLE'])
+      for (const op of [
+        store.get(chainOf(signer, chainId(signer.did, 'x'), 1)[0]!.cid),
+        store.stats(),
+        store.ping(),
+        store.gc(),
+      ])
+        expect(await outcome(op)).toBe('STORE_UNAVAILABLE')
+      // nothing of the lost writes is in the database (read past the proxy)
+      const chain = chainId(signer.did, 'node')
+      const counted = await admin.query(
+        'SELECT (SELECT count(*) FROM blocks)::int AS blocks, (SELECT max(seq) FROM chain_entries WHERE chain = $1)::int AS seq',
+        [chain],
+      )
+      expect(counted.rows).toEqual([{ blocks: 1, seq: 0 }])
+
+      proxy.restore() // traffic flows again; the connections that lost bytes are closed
+      let next: Awaited<ReturnType<ChainWriter['appendValue']>> | undefined
+      for (let tries = 0; !next; tries++) {
+        expect(tries).toBeLessThan(50)
+        next = await writer.appendValue('after').catch((e: { code?: string }) => {
+          expect(e.code).toBe('STORE_UNAVAILABLE') // a pooled connection found dead on its first use
+          return undefined
+        })
+      }
+      expect(next.seq).toBe(1) // the writer read its head again: no fork, no gap
+      const head = (await store.chainHead(chain))!
+      expect(head.seq).toBe(1)
+      expect(head.cid.equals(next.cid)).toBe(true)
+      expect(await store.evidence()).toEqual([])
+      const b1 = decodeSignedBlock(await store.get(next.cid))
+      expect(b1.prev?.equals((await store.chainEntry(chain, 0))!)).toBe(true)
+      expect((await store.stats()).blocks).toBe(2)
+    } finally {
+      await proxy.stop()
+      await store.close()
     }
   })
 })

@@ -67,14 +67,26 @@ export async function sql(url: string, text: string, values?: unknown[]): Promis
   }
 }
 
+interface ProxiedPair {
+  client: Socket
+  upstream?: Socket
+  /** Bytes were dropped on it while the proxy was silent: the stream is out of step; closed at `restore()`. */
+  lost: boolean
+}
+
 /**
  * A TCP proxy on 127.0.0.1 in front of the PostgreSQL server, to cut the database off (`stop()` closes the
- * listener and destroys every open connection) and bring it back (`start(samePort)`).
+ * listener and destroys every open connection) and bring it back (`start(samePort)`), or to make it go silent:
+ * `blackhole()` keeps every connection open (and accepts new ones) but drops every byte either way, as a
+ * network that stops delivering does; `restore()` forwards again, closing the connections that lost bytes.
+ * `dropped` counts the chunks dropped, so a test can wait until something was tried and lost.
  */
 export class TcpProxy {
   private server?: Server
-  private readonly sockets = new Set<Socket>()
+  private readonly pairs = new Set<ProxiedPair>()
+  private silent = false
   port = 0
+  dropped = 0
 
   constructor(private readonly target: { host: string; port: number }) {}
 
@@ -85,16 +97,43 @@ export class TcpProxy {
 
   async start(port = this.port): Promise<number> {
     const server = createServer((client) => {
-      const upstream = netConnect(this.target.port, this.target.host)
-      for (const s of [client, upstream]) {
-        this.sockets.add(s)
-        s.on('close', () => this.sockets.delete(s))
-        s.on('error', () => {
-          client.destroy()
-          upstream.destroy()
-        })
+      const pair: ProxiedPair = { client, lost: false }
+      this.pairs.add(pair)
+      const close = (): void => {
+        client.destroy()
+        pair.upstream?.destroy()
+        this.pairs.delete(pair)
       }
-      client.pipe(upstream).pipe(client)
+      client.on('error', close)
+      client.on('close', close)
+      if (this.silent) {
+        // Accepted, and never answered: the bytes go nowhere.
+        pair.lost = true
+        client.on('data', () => this.dropped++)
+        return
+      }
+      const upstream = netConnect(this.target.port, this.target.host)
+      pair.upstream = upstream
+      upstream.on('error', close)
+      upstream.on('close', close)
+      const forward = (to: Socket) => (chunk: Buffer) => {
+        if (this.silent) {
+          pair.lost = true
+          this.dropped++
+          return
+        }
+        to.write(chunk)
+      }
+      client.on('data', forward(upstream))
+      upstream.on('data', forward(client))
+      client.on('end', () => {
+        if (this.silent) pair.lost = true
+        else upstream.end()
+      })
+      upstream.on('end', () => {
+        if (this.silent) pair.lost = true
+        else client.end()
+      })
     })
     await new Promise<void>((resolve, reject) => {
       server.once('error', reject)
@@ -106,11 +145,31 @@ export class TcpProxy {
     return this.port
   }
 
+  /** Go silent: connections stay open, new ones are accepted, and no byte gets through either way. */
+  blackhole(): void {
+    this.silent = true
+  }
+
+  /** Forward again. Connections that lost bytes while silent are out of step, so they are closed. */
+  restore(): void {
+    this.silent = false
+    for (const pair of this.pairs) {
+      if (!pair.lost) continue
+      pair.client.destroy()
+      pair.upstream?.destroy()
+      this.pairs.delete(pair)
+    }
+  }
+
   async stop(): Promise<void> {
     const server = this.server
     this.server = undefined
-    for (const s of this.sockets) s.destroy()
-    this.sockets.clear()
+    this.silent = false
+    for (const pair of this.pairs) {
+      pair.client.destroy()
+      pair.upstream?.destroy()
+    }
+    this.pairs.clear()
     if (server) await new Promise<void>((resolve) => server.close(() => resolve()))
   }
 }

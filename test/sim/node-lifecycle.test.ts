@@ -136,7 +136,7 @@ describe('icn node start failures', () => {
     const second = await runCli(['node', 'start', '--data-dir', dir, '--api-listen', '127.0.0.1:0', '--json'])
     expect(second.code, second.stderr).not.toBe(0)
     expect(second.stdout).toBe('')
-    expect(second.stderr).toContain('STORE_OPEN_FAILED')
+    expect(second.stderr).toContain('STORE_LOCKED')
     expect(second.stderr).toMatch(/locked|another icn node/)
 
     expect((await getJson(`${first.info.api}/health`)).status).toBe(200)

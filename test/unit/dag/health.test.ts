@@ -1,13 +1,35 @@
 import { Writable } from 'node:stream'
 import { beforeEach, describe, expect, it } from 'vitest'
-import { StoreHealthMonitor, StoreUnavailableError, type TimerClock } from '../../../src/dag/index.js'
+import {
+  type AvailabilityEvent,
+  StoreHealthMonitor,
+  StoreUnavailableError,
+  type TimerClock,
+} from '../../../src/dag/index.js'
 import { createLogger, createMetrics, type Metrics } from '../../../src/observability/index.js'
 
-/** In-memory stand-in for a block store: only `ping`, which a test can make fail or hang. */
+/**
+ * In-memory stand-in for a block store: `ping`, which a test can make fail or hang, and `onAvailability`, whose
+ * events a test sends with `operation(up)` as a real store does after each operation.
+ */
 class InMemoryPingStore {
   readonly backend = 'postgres' as const
   mode: 'up' | 'down' | 'hang' = 'up'
   pings = 0
+  readonly listeners = new Set<(e: AvailabilityEvent) => void>()
+
+  onAvailability(listener: (e: AvailabilityEvent) => void): () => void {
+    this.listeners.add(listener)
+    return () => this.listeners.delete(listener)
+  }
+
+  /** An operation (a write, a read) finished: answered, or found the database unavailable. */
+  operation(up: boolean): void {
+    const error = up
+      ? undefined
+      : new StoreUnavailableError('PostgreSQL database at db:5432/x did not answer')
+    for (const l of this.listeners) l({ up, error })
+  }
 
   async ping(): Promise<void> {
     this.pings++
@@ -182,6 +204,52 @@ describe('StoreHealthMonitor', () => {
     await clock.advance(250)
     expect(monitor.status().ready).toBe(true)
     monitor.stop()
+  })
+
+  it('a store operation that got its answer marks the store up at once, and the backoff starts over', async () => {
+    monitor.start()
+    await clock.advance(0)
+    store.mode = 'down'
+    await clock.advance(2000)
+    for (let i = 0; i < 4; i++) await clock.advance(clock.pending[0]!)
+    expect(clock.pending).toEqual([2000]) // the next retry is a whole backoff away
+    expect(monitor.status().ready).toBe(false)
+
+    // the database is back and a write succeeds: readiness follows it now, not at the next retry
+    store.mode = 'up'
+    store.operation(true)
+    expect(monitor.status()).toEqual({ ready: true })
+    expect(await storeUp()).toBe(1)
+    expect(lines.filter((l) => l.msg === 'block store reachable again')).toHaveLength(1)
+    expect(clock.pending).toEqual([2000]) // the normal interval, not the backoff
+    const pings = store.pings
+    await clock.advance(2000)
+    expect(store.pings).toBe(pings + 1)
+    // successes while up change nothing; a failed operation marks it down at once and retries soon
+    store.operation(true)
+    expect(clock.pending).toEqual([2000])
+    store.operation(false)
+    expect(monitor.status()).toEqual({ ready: false, detail: expect.stringMatching(/did not answer/) })
+    expect(clock.pending).toEqual([250])
+    monitor.stop()
+    expect(store.listeners.size).toBe(0)
+    store.operation(true)
+    expect(monitor.status().ready).toBe(false) // stopped: no longer listening
+  })
+
+  it('backs off at most 5 s apart by default', async () => {
+    const m = new StoreHealthMonitor({}, { store, clock, metrics })
+    m.start()
+    await clock.advance(0)
+    store.mode = 'down'
+    await clock.advance(2000)
+    const delays: number[] = []
+    for (let i = 0; i < 8; i++) {
+      delays.push(clock.pending[0]!)
+      await clock.advance(clock.pending[0]!)
+    }
+    expect(delays).toEqual([250, 500, 1000, 2000, 4000, 5000, 5000, 5000])
+    m.stop()
   })
 
   it('check() pings once now and reports the result', async () => {
