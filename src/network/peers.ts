@@ -47,6 +47,21 @@ export interface PeerOptions {
   redialMaxMs: number
   /** For a peer that refuses this node the delay grows fourfold per refusal, up to this. */
   refusedMaxMs: number
+  /**
+   * At start, a member whose peer id sorts after this node's is first dialed this much later, unless it has
+   * connected meanwhile; the others at once (and only these get the fast retries of `startRetryWindowMs`). When a federation starts, every node dials every other at the
+   * same moment, and both dials of a pair succeed: two connections, two handshakes, identify and gossip
+   * streams on each (measured: 70 connections for the 45 pairs of a 10-node devnet). The peer that sorts
+   * after this one dials it at its own start, so one connection is made.
+   */
+  startDialDelayMs: number
+  /**
+   * For this long after start, a dial refused at the TCP level (ECONNREFUSED: nothing listens yet, the peer is
+   * still starting) is retried after `redialBaseMs` (with jitter) instead of a growing delay, until the peer
+   * has answered once. Refused connects cost no handshake; backing off from a peer that is merely starting
+   * left a started federation unmeshed for seconds.
+   */
+  startRetryWindowMs: number
 }
 
 export const DEFAULT_PEER_OPTIONS: PeerOptions = {
@@ -55,6 +70,8 @@ export const DEFAULT_PEER_OPTIONS: PeerOptions = {
   redialBaseMs: 500,
   redialMaxMs: 30_000,
   refusedMaxMs: 600_000,
+  startDialDelayMs: 2_000,
+  startRetryWindowMs: 30_000,
 }
 
 /** How long one dial or ping may take. */
@@ -81,6 +98,8 @@ interface PeerState {
   pinging: boolean
   /** The current connection answered a ping or carried blocks: the peer accepts this node. */
   established: boolean
+  /** Some connection answered since start (then refused connects back off as usual). */
+  everEstablished: boolean
   /** `connected` was emitted for the current connection (after its first ping, answered or not). */
   announced: boolean
   dialFailures: number
@@ -127,6 +146,7 @@ export class PeerManager {
   private pingTimer?: unknown
   private dialTimer?: unknown
   private dialDue = Number.POSITIVE_INFINITY
+  private startedAt = 0
   private readonly onConnectEvent = (e: CustomEvent<PeerId>): void => this.onConnect(e.detail)
   private readonly onDisconnectEvent = (e: CustomEvent<PeerId>): void => this.onDisconnect(e.detail)
 
@@ -151,6 +171,7 @@ export class PeerManager {
         pingFailures: 0,
         pinging: false,
         established: false,
+        everEstablished: false,
         announced: false,
         dialFailures: 0,
         refusals: 0,
@@ -170,6 +191,10 @@ export class PeerManager {
     const { libp2p } = this.c
     libp2p.addEventListener('peer:connect', this.onConnectEvent)
     libp2p.addEventListener('peer:disconnect', this.onDisconnectEvent)
+    this.startedAt = this.clock.now()
+    for (const s of this.peers.values())
+      if (s.connectedSince === undefined && s.dialFailures === 0 && !this.dialsFirst(s))
+        s.nextDialAt = Math.max(s.nextDialAt, this.startedAt + this.opts.startDialDelayMs)
     for (const id of libp2p.getPeers()) this.onConnect(id)
     this.schedulePing()
     this.redial()
@@ -313,10 +338,17 @@ export class PeerManager {
     this.scheduleDial()
   }
 
+  /** This node dials `s` at once at start (its peer id sorts before this node's); `s` dials the others. */
+  private dialsFirst(s: PeerState): boolean {
+    const self = (this.c.libp2p as { peerId?: PeerId }).peerId?.toString()
+    return self === undefined || s.id.toString() < self
+  }
+
   /** The peer answered on this connection: it accepts this node; failures are forgotten. */
   private establish(s: PeerState): void {
     if (s.established) return
     s.established = true
+    s.everEstablished = true
     s.dialFailures = 0
     s.refusals = 0
     s.lastError = undefined
@@ -327,7 +359,15 @@ export class PeerManager {
     s.failureSeq++
     s.refusals = refused ? s.refusals + 1 : 0
     s.lastError = describeError(err)
-    s.nextDialAt = this.clock.now() + this.backoff(s)
+    const starting =
+      !refused &&
+      this.dialsFirst(s) &&
+      !s.everEstablished &&
+      this.clock.now() - this.startedAt < this.opts.startRetryWindowMs &&
+      s.lastError.includes('ECONNREFUSED')
+    s.nextDialAt =
+      this.clock.now() +
+      (starting ? Math.round(this.opts.redialBaseMs * (0.5 + this.random() * 0.5)) : this.backoff(s))
     this.c.metrics.redials.inc({ outcome: refused ? 'refused' : 'failed' })
     const fields = {
       peer: s.id.toString(),

@@ -15,6 +15,8 @@ const logger = createLogger({ level: 'silent' })
 
 /** Just what PeerManager uses of libp2p: connection events, dial, ping, hang-up, the peer store. */
 class FakeLibp2p extends EventTarget {
+  /** This node's peer id; unset, the manager dials every member first. */
+  peerId?: PeerId
   readonly listening = new Map<string, number>()
   dials = 0
   /** What a dial does; by default it never settles. */
@@ -59,7 +61,11 @@ class FakeLibp2p extends EventTarget {
   }
 }
 
-function setup(): {
+function setup(
+  opts: Partial<typeof DEFAULT_PEER_OPTIONS> = {},
+  peer: PeerId = peerIdFromDid(Signer.generate().did),
+  self?: PeerId,
+): {
   lib: FakeLibp2p
   clock: ManualClock
   metrics: Metrics
@@ -70,29 +76,32 @@ function setup(): {
   nextFailure: () => Promise<PeerHealth>
 } {
   const lib = new FakeLibp2p()
+  lib.peerId = self
   const clock = new ManualClock()
   const metrics = createMetrics({ collectProcess: false })
-  const peer = peerIdFromDid(Signer.generate().did)
   const failures: PeerHealth[] = []
   const connected: PeerHealth[] = []
   let waiting: ((h: PeerHealth) => void) | undefined
-  const pm = new PeerManager(DEFAULT_PEER_OPTIONS, {
-    libp2p: lib as unknown as IcnLibp2p,
-    logger,
-    metrics,
-    members: [peer],
-    clock,
-    random: () => 0.5,
-    events: {
-      connected: (h) => connected.push(h),
-      disconnected: () => {},
-      dialFailed: (h) => {
-        failures.push(h)
-        waiting?.(h)
-        waiting = undefined
+  const pm = new PeerManager(
+    { ...DEFAULT_PEER_OPTIONS, ...opts },
+    {
+      libp2p: lib as unknown as IcnLibp2p,
+      logger,
+      metrics,
+      members: [peer],
+      clock,
+      random: () => 0.5,
+      events: {
+        connected: (h) => connected.push(h),
+        disconnected: () => {},
+        dialFailed: (h) => {
+          failures.push(h)
+          waiting?.(h)
+          waiting = undefined
+        },
       },
     },
-  })
+  )
   const nextFailure = (): Promise<PeerHealth> =>
     new Promise((resolve) => {
       waiting = resolve
@@ -161,7 +170,7 @@ describe('re-dialing', () => {
   })
 
   it('doubles the delay for an unreachable peer up to the cap, the counter growing, the reason logged', async () => {
-    const t = setup()
+    const t = setup({ startRetryWindowMs: 0 })
     t.lib.onDial = async () => {
       throw Object.assign(new Error('connect ECONNREFUSED 127.0.0.1:1'), { code: 'ECONNREFUSED' })
     }
@@ -206,6 +215,82 @@ describe('re-dialing', () => {
     await connected
     expect(t.connected[0]).toMatchObject({ connected: true, rttMs: 7, dialFailures: 0, refused: false })
     expect(t.connected[0]).not.toHaveProperty('lastDialError')
+    t.pm.stop()
+  })
+})
+
+/** Two peer ids, in the order the manager compares them. */
+function orderedPeers(): [PeerId, PeerId] {
+  const [a, b] = [Signer.generate(), Signer.generate()].map((s) => peerIdFromDid(s.did))
+  return a!.toString() < b!.toString() ? [a!, b!] : [b!, a!]
+}
+
+describe('dialing at start', () => {
+  it('dials a member whose id sorts before its own at once', () => {
+    const [low, high] = orderedPeers()
+    const t = setup({}, low, high)
+    t.pm.start()
+    expect(t.lib.dials).toBe(1)
+    t.pm.stop()
+  })
+
+  it('leaves a member whose id sorts after its own to dial first, and dials it itself only later', () => {
+    const [low, high] = orderedPeers()
+    const t = setup({ startDialDelayMs: 2_000 }, high, low)
+    t.pm.start()
+    expect(t.lib.dials).toBe(0)
+    t.clock.advance(1_999)
+    expect(t.lib.dials).toBe(0)
+    t.clock.advance(1)
+    expect(t.lib.dials).toBe(1)
+    t.pm.stop()
+  })
+
+  it('does not dial that member at all when it connected first', () => {
+    const [low, high] = orderedPeers()
+    const t = setup({ startDialDelayMs: 2_000 }, high, low)
+    t.pm.start()
+    t.lib.connect(high)
+    t.clock.advance(10_000)
+    expect(t.lib.dials).toBe(0)
+    t.pm.stop()
+  })
+
+  it('retries a refused connect every redialBaseMs while the peer starts, then backs off as usual', async () => {
+    const [low, high] = orderedPeers()
+    const t = setup({ startRetryWindowMs: 5_000 }, low, high)
+    t.lib.onDial = async () => {
+      throw Object.assign(new Error('connect ECONNREFUSED 127.0.0.1:1'), { code: 'ECONNREFUSED' })
+    }
+    const delays: number[] = []
+    const first = t.nextFailure()
+    t.pm.start()
+    let h = await first
+    while (delays.length < 16) {
+      delays.push(h.nextDialAt! - t.clock.now())
+      const next = t.nextFailure()
+      t.clock.advance(h.nextDialAt! - t.clock.now())
+      h = await next
+    }
+    // 500 ms x 0.75 (the injected jitter) within the first 5 s, then the usual doubling from the failures so far
+    expect(delays.slice(0, 14)).toEqual(Array(14).fill(375))
+    expect(delays[14]).toBe(22_500)
+    t.pm.stop()
+  })
+
+  it('backs off from a member it leaves to dial first, even when refused at start', async () => {
+    const [low, high] = orderedPeers()
+    const t = setup({ startDialDelayMs: 0 }, high, low)
+    t.lib.onDial = async () => {
+      throw Object.assign(new Error('connect ECONNREFUSED 127.0.0.1:1'), { code: 'ECONNREFUSED' })
+    }
+    const first = t.nextFailure()
+    t.pm.start()
+    t.clock.advance(0)
+    const h = await first
+    const next = t.nextFailure()
+    t.clock.advance(h.nextDialAt! - t.clock.now())
+    expect((await next).nextDialAt! - t.clock.now()).toBe(1_500)
     t.pm.stop()
   })
 })
