@@ -11,10 +11,11 @@ import {
   StoreUnavailableError,
 } from './errors.js'
 import type { BatchPlan } from './plan.js'
+import { commitDeadlineMs, DeadlineExceeded, runWithDeadline } from './postgres-deadline.js'
+import { IdentityLock } from './postgres-lock.js'
 import {
   apply,
   describePgUrl,
-  destroyClient,
   errorText,
   headFromRow,
   isConnectionError,
@@ -52,22 +53,6 @@ export interface PostgresStoreOptions {
 
 /** Default deadline of a store operation. */
 export const DEFAULT_PG_TIMEOUT_MS = 10_000
-/** A commit's deadline grows by a second per this many bytes it writes (a large CAR import is one commit). */
-const BYTES_PER_EXTRA_SECOND = 16 * 1024 * 1024
-
-/** The operation's deadline passed; the connection it used is dropped. */
-class DeadlineExceeded extends Error {
-  constructor(readonly ms: number) {
-    super(`no answer within ${ms} ms`)
-  }
-}
-
-/** The session-level lock that makes the store this process's alone, on its own connection. */
-interface HeldLock {
-  client: pg.Client
-  /** Backend pid of the lock connection, and the lock's key as pg_locks shows it (classid, objid). */
-  check: LockCheck
-}
 
 const PAGE = 256
 /**
@@ -92,8 +77,8 @@ export class PostgresBlockStore extends AbstractBlockStore {
   private readonly where: string
   private readonly secrets: string[]
   private readonly timeoutMs: number
-  private lock?: HeldLock
-  private locking?: Promise<HeldLock>
+  /** With `lockKey`: the session-level lock that makes the store this process's alone. */
+  private readonly lock?: IdentityLock
 
   constructor(
     private readonly options: PostgresStoreOptions,
@@ -109,6 +94,16 @@ export class PostgresBlockStore extends AbstractBlockStore {
     } catch {
       // an unparseable URL fails at open, with the URL itself redacted
     }
+    if (options.lockKey)
+      this.lock = new IdentityLock({
+        url: options.url,
+        owner: options.lockKey,
+        where: this.where,
+        connectTimeoutMs: this.connectTimeoutMs(),
+        timeoutMs: this.timeoutMs,
+        redact: (text) => this.redact(text),
+        logger: this.logger,
+      })
   }
 
   async open(options: AbortOptions = {}): Promise<void> {
@@ -139,11 +134,11 @@ export class PostgresBlockStore extends AbstractBlockStore {
       )
     })
     try {
-      if (this.options.lockKey) await this.acquireLock()
+      await this.lock?.take()
       await this.run('open', (client) => migrate(client), this.timeoutMs, pool)
     } catch (err) {
       await pool.end().catch(() => {})
-      this.releaseLock()
+      this.lock?.release()
       if (err instanceof StoreLockedError) throw err
       throw new StoreOpenError(
         `cannot open PostgreSQL store at ${this.where}: ${this.redact(errorText(err))}`,
@@ -173,74 +168,8 @@ export class PostgresBlockStore extends AbstractBlockStore {
       }),
     ])
     clearTimeout(timer)
-    await this.locking?.catch(() => {})
-    this.releaseLock()
+    await this.lock?.close()
     this.metrics?.storeUp.set({ backend: 'postgres' }, 0)
-  }
-
-  /** Take the store's session-level lock on a connection of its own; StoreLockedError if another holds it. */
-  private async acquireLock(): Promise<HeldLock> {
-    const key = `icn:node:${this.options.lockKey}`
-    const client = new pg.Client({
-      connectionString: this.options.url,
-      connectionTimeoutMillis: this.connectTimeoutMs(),
-      query_timeout: this.timeoutMs,
-      keepAlive: true,
-      application_name: 'icn-lock',
-    })
-    const lost = (err: unknown): void => this.lockLost(client, err)
-    client.on('error', lost)
-    client.on('end', () => lost(new Error('lock connection ended')))
-    try {
-      await client.connect()
-      const res = await client.query({
-        text: `SELECT pg_try_advisory_lock(k) AS ok, pg_backend_pid() AS pid, k::text AS key
-               FROM (SELECT hashtextextended($1, 0) AS k) AS x`,
-        values: [key],
-      })
-      const row = res.rows[0] as { ok: boolean; pid: number; key: string }
-      if (!row.ok)
-        throw new StoreLockedError(
-          `PostgreSQL store at ${this.where} is in use by another icn node with this identity (${this.options.lockKey}); stop it first, or give this node a database of its own`,
-          { details: { db: this.where, owner: this.options.lockKey } },
-        )
-      const k = BigInt.asUintN(64, BigInt(row.key))
-      const lock: HeldLock = {
-        client,
-        check: { pid: row.pid, classid: Number(k >> 32n), objid: Number(k & 0xffffffffn) },
-      }
-      this.lock = lock
-      return lock
-    } catch (err) {
-      client.off('error', lost)
-      client.on('error', () => {})
-      destroyClient(client)
-      throw err
-    }
-  }
-
-  /** The lock connection failed or ended: the lock is gone with it; writes stop until it is taken again. */
-  private lockLost(client: pg.Client, err: unknown): void {
-    if (this.lock?.client !== client) return
-    this.lock = undefined
-    this.logger?.warn(
-      { db: this.where, err: this.redact(errorText(err)) },
-      'lost the PostgreSQL store lock; writes stop until it is taken again',
-    )
-    client.on('error', () => {})
-    destroyClient(client)
-  }
-
-  private releaseLock(): void {
-    const lock = this.lock
-    this.lock = undefined
-    if (!lock) return
-    lock.client.removeAllListeners('end')
-    lock.client.on('error', () => {})
-    // Ending the session releases its advisory lock; a silent connection is destroyed instead of waited on.
-    const ending = lock.client.end().catch(() => {})
-    const timer = setTimeout(() => destroyClient(lock.client), this.timeoutMs)
-    void ending.finally(() => clearTimeout(timer))
   }
 
   /**
@@ -248,20 +177,18 @@ export class PostgresBlockStore extends AbstractBlockStore {
    * Throws StoreLockedError if another process holds it, StoreUnavailableError if the database is away.
    */
   private async holdLock(op: string): Promise<LockCheck | undefined> {
-    if (!this.options.lockKey) return undefined
-    if (this.lock) return this.lock.check
+    if (!this.lock) return undefined
+    const held = this.lock.held
+    if (held) return held
     this.p()
-    this.locking ??= this.acquireLock().finally(() => {
-      this.locking = undefined
-    })
     try {
-      const lock = await this.locking
+      const check = await this.lock.take()
       if (!this.pool) {
-        this.releaseLock()
+        this.lock.release()
         throw new StoreClosedError()
       }
       this.logger?.info({ db: this.where }, 'PostgreSQL store lock taken again')
-      return lock.check
+      return check
     } catch (err) {
       if (err instanceof StoreLockedError) {
         this.unreachable(err)
@@ -311,9 +238,9 @@ export class PostgresBlockStore extends AbstractBlockStore {
   }
 
   /**
-   * Run `fn` on a pooled client within `ms`. Past the deadline the client is destroyed (an open transaction on
-   * it is never committed: the server rolls it back when the connection or `idle_in_transaction_session_timeout`
-   * ends it) and the operation fails with StoreUnavailableError. `live()` tells `fn` whether it may still go on.
+   * Run `fn` on a pooled client within `ms` (see runWithDeadline); a connection failure or a lost store lock
+   * drops the client too. Failures reach `translate`: deadlines and connection failures become
+   * StoreUnavailableError.
    */
   private async run<T>(
     op: string,
@@ -321,46 +248,17 @@ export class PostgresBlockStore extends AbstractBlockStore {
     ms = this.timeoutMs,
     pool = this.p(),
   ): Promise<T> {
-    let expired = false
-    let timer: NodeJS.Timeout | undefined
-    const deadline = new Promise<never>((_, reject) => {
-      timer = setTimeout(() => {
-        expired = true
-        reject(new DeadlineExceeded(ms))
-      }, ms)
-    })
-    let client: pg.PoolClient | undefined
-    let broken: Error | undefined
-    const onError = (err: unknown): void => {
-      broken ??= err instanceof Error ? err : new Error(String(err))
-    }
     try {
-      const acquiring = pool.connect()
-      try {
-        client = await Promise.race([acquiring, deadline])
-      } catch (err) {
-        // A connection that arrives after the deadline goes back to the pool unused.
-        if (expired)
-          acquiring.then(
-            (c) => c.release(),
-            () => {},
-          )
-        throw err
-      }
-      client.on('error', onError)
-      const result = await Promise.race([fn(client, () => !expired), deadline])
-      if (!this.options.lockKey || this.lock) this.reachable()
+      const result = await runWithDeadline(
+        pool,
+        ms,
+        fn,
+        (err) => isConnectionError(err) || err instanceof LockNotHeld,
+      )
+      if (!this.lock || this.lock.held) this.reachable()
       return result
     } catch (err) {
-      if (expired || isConnectionError(err) || err instanceof LockNotHeld)
-        broken ??= err instanceof Error ? err : new Error(String(err))
       throw this.translate(err, op)
-    } finally {
-      clearTimeout(timer)
-      if (client) {
-        client.off('error', onError)
-        client.release(broken)
-      }
     }
   }
 
@@ -375,7 +273,7 @@ export class PostgresBlockStore extends AbstractBlockStore {
     this.p()
     const lock = await this.holdLock('put')
     const bytes = blocks.reduce((n, b) => n + b.bytes.length, 0)
-    const ms = this.timeoutMs + Math.floor(bytes / BYTES_PER_EXTRA_SECOND) * 1000
+    const ms = commitDeadlineMs(this.timeoutMs, bytes)
     return this.run(
       'put',
       async (client, live) => {
@@ -389,8 +287,7 @@ export class PostgresBlockStore extends AbstractBlockStore {
             return plan
           } catch (err) {
             if (live()) await client.query('ROLLBACK').catch(() => {})
-            if (err instanceof LockNotHeld && lock && this.lock?.check === lock)
-              this.lockLost(this.lock.client, err)
+            if (err instanceof LockNotHeld && lock) this.lock?.lost(lock, err)
             const code = (err as { code?: string })?.code
             if (attempt < 3 && code && RETRYABLE.has(code) && live()) continue
             throw err

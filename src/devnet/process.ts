@@ -4,17 +4,7 @@ import { open } from 'node:fs/promises'
 import { dirname, join } from 'node:path'
 import { setTimeout as sleep } from 'node:timers/promises'
 import { fileURLToPath } from 'node:url'
-
-/** The process exists (signal 0 reaches it). */
-export function pidAlive(pid: number): boolean {
-  try {
-    process.kill(pid, 0)
-    return true
-  } catch (err) {
-    // EPERM: it exists but belongs to someone else, so it is not a process this user started.
-    return (err as NodeJS.ErrnoException).code === 'EPERM'
-  }
-}
+import { pidAlive } from '../node/datadir.js'
 
 /** How long `stopNode` and `kill` wait for a dead node's pid to be reaped. */
 export const REAP_WAIT_MS = 3_000

@@ -1,10 +1,9 @@
 import { open, readFile, unlink } from 'node:fs/promises'
 import { join } from 'node:path'
 // The data-folder helpers only (like the CLI's common.ts): the devnet must not load the node or the store.
-import { writeSecretFile } from '../node/datadir.js'
+import { pidAlive, writeSecretFile } from '../node/datadir.js'
 import type { StoreKind } from '../node/options.js'
 import { DevnetBusyError, DevnetNotFoundError, DevnetStateError } from './errors.js'
-import { pidAlive } from './process.js'
 
 export const STATE_FILE = 'devnet.json'
 export const PASSPHRASE_FILE = 'passphrase'

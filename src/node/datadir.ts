@@ -207,12 +207,13 @@ async function readNodeFile(dataDir: string): Promise<RunningNodeFile | undefine
   return f as RunningNodeFile
 }
 
-/** The process exists (EPERM: it does, under another user). */
-function pidAlive(pid: number): boolean {
+/** The process exists (signal 0 reaches it). */
+export function pidAlive(pid: number): boolean {
   try {
     process.kill(pid, 0)
     return true
   } catch (err) {
+    // EPERM: it exists but belongs to someone else, so it is not a process this user started.
     return (err as NodeJS.ErrnoException).code === 'EPERM'
   }
 }
