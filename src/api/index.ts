@@ -29,6 +29,7 @@ export {
   UnauthorizedError,
   UnsupportedMediaTypeError,
 } from './errors.js'
+export { NotAValueError } from './handlers.js'
 export {
   type BodyOf,
   ErrorBody,
@@ -46,5 +47,4 @@ export {
   type ApiFederation,
   type ApiServerOptions,
   createApiServer,
-  NotAValueError,
 } from './server.js'
