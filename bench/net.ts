@@ -320,6 +320,13 @@ async function main(): Promise<void> {
     sweep: baseSweep,
   }
   await baseline.stop()
+  // The same topology as the devnet (every node connected to every other), on plain libp2p: what the full mesh
+  // itself costs, apart from what ICN adds on top of it.
+  log(`baseline, full mesh: ${NODES} plain libp2p processes, each dialing all before it ...`)
+  const fullMesh = await startBaseline({ nodes: NODES, dialsPerNode: NODES - 1, warmupMessages: 0 })
+  log(`  connected after ${(fullMesh.connectedMs / 1000).toFixed(1)} s`)
+  out.baselineFullMesh = { connectedMs: fullMesh.connectedMs }
+  await fullMesh.stop()
 
   const dir = await mkdtemp(join(os.tmpdir(), 'icn-bench-net-'))
   log(`icn devnet: ${NODES} nodes in ${dir} ...`)
@@ -386,6 +393,12 @@ async function main(): Promise<void> {
         (connectedMs / 1000).toFixed(1),
         (baseline.connectedMs / 1000).toFixed(1),
         `${(connectedMs / baseline.connectedMs).toFixed(2)} (target <= 1.5; devnet: full mesh, baseline: 3 dials each)`,
+      ],
+      [
+        'connected, full mesh on both (s)',
+        (connectedMs / 1000).toFixed(1),
+        (fullMesh.connectedMs / 1000).toFixed(1),
+        (connectedMs / fullMesh.connectedMs).toFixed(2),
       ],
       [
         'catch-up / ingest (blocks/s)',
