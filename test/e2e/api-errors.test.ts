@@ -1,11 +1,7 @@
-import { mkdtemp, readFile, rm } from 'node:fs/promises'
-import { tmpdir } from 'node:os'
-import { join } from 'node:path'
+import { readFile } from 'node:fs/promises'
 import { afterAll, beforeAll, describe, expect, it } from 'vitest'
-import { ApiClient, HTTP_STATUS_BY_CODE, routes } from '../../src/api/index.js'
-import { Signer } from '../../src/identity/index.js'
-import { defaultOptions, IcnNode } from '../../src/node/index.js'
-import { silentLogger } from '../../src/observability/index.js'
+import { type ApiClient, HTTP_STATUS_BY_CODE, routes } from '../../src/api/index.js'
+import { type ApiNode, startApiNode } from '../helpers/node.js'
 import { rawHttp, req } from '../helpers/raw-http.js'
 
 /**
@@ -17,25 +13,17 @@ import { rawHttp, req } from '../helpers/raw-http.js'
 const API_KEY = 'test-api-key-errors-0123'
 const AUTH = `Authorization: Bearer ${API_KEY}`
 
-let dir: string
-let node: IcnNode
+let api: ApiNode
 let port: number
 let client: ApiClient
 
 beforeAll(async () => {
-  dir = await mkdtemp(join(tmpdir(), 'icn-api-errors-'))
-  node = await IcnNode.create(
-    { ...defaultOptions, dataDir: dir, apiListen: '127.0.0.1:0' },
-    { signer: Signer.generate(), apiKey: API_KEY, logger: silentLogger() },
-  )
-  await node.start()
-  port = Number(new URL(node.apiUrl).port)
-  client = new ApiClient({ baseUrl: node.apiUrl, apiKey: API_KEY })
+  api = await startApiNode(API_KEY, 'icn-api-errors-')
+  ;({ port, client } = api)
 })
 
 afterAll(async () => {
-  await node?.stop()
-  await rm(dir, { recursive: true, force: true })
+  await api?.stop()
 })
 
 const json = 'Content-Type: application/json'

@@ -4,10 +4,11 @@ import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import type { Gauge } from 'prom-client'
 import { afterAll, beforeAll, describe, expect, it } from 'vitest'
-import { ApiClient, MAX_CONCURRENT_IMPORTS, MAX_IMPORT_BYTES, routes } from '../../src/api/index.js'
+import { type ApiClient, MAX_CONCURRENT_IMPORTS, MAX_IMPORT_BYTES, routes } from '../../src/api/index.js'
 import { Signer } from '../../src/identity/index.js'
 import { defaultOptions, IcnNode } from '../../src/node/index.js'
 import { silentLogger } from '../../src/observability/index.js'
+import { type ApiNode, startApiNode } from '../helpers/node.js'
 import { type RawResponse, rawHttp } from '../helpers/raw-http.js'
 
 /**
@@ -17,28 +18,21 @@ import { type RawResponse, rawHttp } from '../helpers/raw-http.js'
 
 const API_KEY = 'test-api-key-import-0123'
 
-let dir: string
+let api: ApiNode
 let node: IcnNode
 let port: number
 let client: ApiClient
 let car: Uint8Array
 
 beforeAll(async () => {
-  dir = await mkdtemp(join(tmpdir(), 'icn-api-import-'))
-  node = await IcnNode.create(
-    { ...defaultOptions, dataDir: dir, apiListen: '127.0.0.1:0' },
-    { signer: Signer.generate(), apiKey: API_KEY, logger: silentLogger() },
-  )
-  await node.start()
-  port = Number(new URL(node.apiUrl).port)
-  client = new ApiClient({ baseUrl: node.apiUrl, apiKey: API_KEY })
+  api = await startApiNode(API_KEY, 'icn-api-import-')
+  ;({ node, port, client } = api)
   for (let i = 0; i < 3; i++) await client.call(routes.putValue, { body: { value: { i } } })
   car = new Uint8Array(await (await client.fetch(routes.exportCar)).arrayBuffer())
 })
 
 afterAll(async () => {
-  await node?.stop()
-  await rm(dir, { recursive: true, force: true })
+  await api?.stop()
 })
 
 /** Headers of an authenticated CAR upload that announces `length` bytes; the body is up to the caller. */

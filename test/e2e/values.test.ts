@@ -1,6 +1,3 @@
-import { mkdtemp, rm } from 'node:fs/promises'
-import { tmpdir } from 'node:os'
-import { join } from 'node:path'
 import { CarWriter } from '@ipld/car'
 import * as dagCbor from '@ipld/dag-cbor'
 import { afterAll, beforeAll, describe, expect, it } from 'vitest'
@@ -15,26 +12,21 @@ import {
   VALUE_RECORD_TYPE,
 } from '../../src/dag/index.js'
 import { blockTag, Signer } from '../../src/identity/index.js'
-import { defaultOptions, IcnNode } from '../../src/node/index.js'
-import { silentLogger } from '../../src/observability/index.js'
+import type { IcnNode } from '../../src/node/index.js'
+import { type ApiNode, startApiNode } from '../helpers/node.js'
 
 const API_KEY = 'test-api-key-0123456789'
 
-let dir: string
+let api: ApiNode
 let node: IcnNode
 
 beforeAll(async () => {
-  dir = await mkdtemp(join(tmpdir(), 'icn-values-'))
-  node = await IcnNode.create(
-    { ...defaultOptions, dataDir: dir, apiListen: '127.0.0.1:0' },
-    { signer: Signer.generate(), apiKey: API_KEY, logger: silentLogger() },
-  )
-  await node.start()
+  api = await startApiNode(API_KEY, 'icn-values-')
+  node = api.node
 })
 
 afterAll(async () => {
-  await node?.stop()
-  await rm(dir, { recursive: true, force: true })
+  await api?.stop()
 })
 
 function nest(d: number, leaf: unknown = 1): unknown {
