@@ -11,6 +11,8 @@ export interface AppendOptions extends AbortOptions {
   source?: BlockSource
   /** Log through this logger (e.g. a request's, bound to its id) instead of the writer's own. */
   log?: Logger
+  /** The block's time (ms); default the writer's clock. The ledger passes the time its rules were checked at. */
+  ts?: number
 }
 
 export interface ChainWriterOptions {
@@ -101,7 +103,7 @@ export class ChainWriter {
       chain: this.chain,
       seq,
       prev: head?.cid ?? null,
-      ts: this.components.clock?.now() ?? Date.now(),
+      ts: options.ts ?? this.components.clock?.now() ?? Date.now(),
       body,
     })
     let result: PutResult | undefined

@@ -79,3 +79,17 @@ export function domainBytes(tag: string, message: Uint8Array): Uint8Array {
   out.set(message, tag.length + 1)
   return out
 }
+
+const MEMBER_TAG_PREFIX = 'icn:member:v1:'
+
+/**
+ * The domain tag for a record a member signs itself (a transfer, a hold, later a job or a vote):
+ * `icn:member:v1:<kind>`. A third family beside block and namespace tags, so a member's signature on a record
+ * can never pass for a block signature or for another kind of record.
+ */
+export function memberTag(kind: string): string {
+  checkPrintableAscii(kind, 'record kind')
+  const tag = MEMBER_TAG_PREFIX + kind
+  assertDomainTag(tag)
+  return tag
+}

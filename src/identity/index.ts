@@ -12,6 +12,7 @@ export {
   domainBytes,
   isDomainTag,
   MAX_DOMAIN_TAG_LENGTH,
+  memberTag,
   namespaceTag,
 } from './domain.js'
 export {

@@ -1,0 +1,284 @@
+import { Type } from 'typebox'
+import { chainWriter, decodeSignedBlock } from '../dag/block.js'
+import type { SqlQueries } from '../dag/sql-access.js'
+import type { Federation } from '../federation/index.js'
+import { IcnError } from '../identity/index.js'
+import type { FoldContext, FoldOutcome, Projection } from '../state/projection.js'
+import { SignedHold, SignedTransfer } from './records.js'
+import {
+  type AccountState,
+  type Applied,
+  applyOp,
+  holdId,
+  type LedgerOp,
+  type LedgerParams,
+  type LedgerView,
+  TREASURY,
+} from './rules.js'
+import {
+  applyEntry,
+  chainState,
+  ECONOMICS_MODULE,
+  insertAccount,
+  insertEntry,
+  insertNonce,
+  insertOp,
+  loadAccounts,
+  loadHolds,
+  loadNonces,
+  nonceKey,
+  saveChainState,
+  saveHold,
+} from './tables.js'
+
+/** Record type of a ledger block: a batch of operations, written by a node on its chain `<node DID>/ledger`. */
+export const LEDGER_BATCH_TYPE = 'icn.ledger.batch/v1'
+/** Chain name of a node's ledger. */
+export const LEDGER_CHAIN = 'ledger'
+/** Most operations in one ledger block. */
+export const MAX_BATCH_OPS = 512
+
+const HoldRef = Type.String({ minLength: 1, maxLength: 256 })
+const Op = Type.Union([
+  Type.Object({ op: Type.Literal('transfer'), record: SignedTransfer }, { additionalProperties: false }),
+  Type.Object({ op: Type.Literal('hold'), record: SignedHold }, { additionalProperties: false }),
+  Type.Object({ op: Type.Literal('release'), hold: HoldRef }, { additionalProperties: false }),
+  Type.Object(
+    {
+      op: Type.Literal('settle'),
+      hold: HoldRef,
+      to: Type.String({ minLength: 1, maxLength: 128 }),
+      amount: Type.Integer({ minimum: 0, maximum: Number.MAX_SAFE_INTEGER }),
+    },
+    { additionalProperties: false },
+  ),
+])
+export const LedgerBatchBody = Type.Object(
+  { ops: Type.Array(Op, { minItems: 1, maxItems: MAX_BATCH_OPS }) },
+  { additionalProperties: false },
+)
+
+/** Defaults of the ledger parameters, for a federation whose parameters predate them. */
+const PARAM_DEFAULTS = {
+  manaCap: 10_000,
+  manaRegenSeconds: 86_400,
+  memberAllocation: 10_000,
+  treasuryAllocation: 0,
+  settlementFeeBps: 100,
+  ledgerSkewMs: 30_000,
+  recordMaxTtlMs: 3_600_000,
+}
+
+/** The federation's ledger: parameters, genesis time and who is homed where. */
+export interface LedgerSetup {
+  federation: string
+  params: LedgerParams
+  memberAllocation: number
+  treasuryAllocation: number
+  genesisTs: number
+  /** member DID → home node DID */
+  homes: Map<string, string>
+  nodes: string[]
+  /** Home node of the treasury: the first node in sorted order. */
+  treasuryHome: string
+}
+
+export function ledgerSetup(f: Federation): LedgerSetup {
+  const p = { ...PARAM_DEFAULTS, ...(f.parameters as Partial<typeof PARAM_DEFAULTS>) }
+  const nodes = [...f.nodes].sort()
+  const homesGiven = (f as { homes?: Record<string, string> }).homes ?? {}
+  const homes = new Map(f.members.map((m) => [m, homesGiven[m] ?? nodes[0]!]))
+  return {
+    federation: f.id,
+    params: {
+      manaCap: p.manaCap,
+      manaRegenSeconds: p.manaRegenSeconds,
+      settlementFeeBps: p.settlementFeeBps,
+      ledgerSkewMs: p.ledgerSkewMs,
+      recordMaxTtlMs: p.recordMaxTtlMs,
+    },
+    memberAllocation: p.memberAllocation,
+    treasuryAllocation: p.treasuryAllocation,
+    genesisTs: decodeSignedBlock(f.genesis.bytes).ts,
+    homes,
+    nodes,
+    treasuryHome: nodes[0]!,
+  }
+}
+
+/** The accounts a federation starts with: its members, its nodes and the treasury. */
+export function genesisAccounts(s: LedgerSetup): AccountState[] {
+  const base = { held: 0, regenerated: 0, received: 0, sent: 0, burned: 0, manaTs: s.genesisTs }
+  const out: AccountState[] = []
+  for (const [did, home] of s.homes)
+    out.push({
+      ...base,
+      did,
+      kind: 'member',
+      home,
+      mana: s.memberAllocation,
+      pool: 0,
+      allocated: s.memberAllocation,
+    })
+  for (const did of s.nodes)
+    out.push({ ...base, did, kind: 'node', home: did, mana: 0, pool: 0, allocated: 0 })
+  out.push({
+    ...base,
+    did: TREASURY,
+    kind: 'treasury',
+    home: s.treasuryHome,
+    mana: 0,
+    pool: s.treasuryAllocation,
+    allocated: s.treasuryAllocation,
+  })
+  return out.sort((a, b) => (a.did < b.did ? -1 : a.did > b.did ? 1 : 0))
+}
+
+/** The keys an op reads: accounts, holds, nonces. */
+function keysOf(ops: LedgerOp[]): { accounts: Set<string>; holds: Set<string>; nonces: Set<string> } {
+  const accounts = new Set<string>([TREASURY])
+  const holds = new Set<string>()
+  const nonces = new Set<string>()
+  for (const op of ops) {
+    if (op.op === 'transfer') {
+      accounts.add(op.record.member).add(op.record.to)
+      nonces.add(nonceKey(op.record.member, op.record.nonce))
+    } else if (op.op === 'hold') {
+      accounts.add(op.record.member)
+      nonces.add(nonceKey(op.record.member, op.record.nonce))
+      holds.add(holdId(op.record.member, op.record.nonce))
+    } else {
+      holds.add(op.hold)
+      if (op.op === 'settle') accounts.add(op.to)
+    }
+  }
+  return { accounts, holds, nonces }
+}
+
+/** Load the snapshot `ops` need (the accounts of the holds they name included). */
+export async function loadView(
+  q: SqlQueries,
+  s: LedgerSetup,
+  chain: string,
+  ts: number,
+  ops: LedgerOp[],
+): Promise<LedgerView> {
+  const keys = keysOf(ops)
+  const holds = await loadHolds(q, keys.holds)
+  for (const h of holds.values()) keys.accounts.add(h.account)
+  return {
+    federation: s.federation,
+    params: s.params,
+    chain,
+    node: chainWriter(chain),
+    ts,
+    accounts: await loadAccounts(q, keys.accounts),
+    holds,
+    nonces: await loadNonces(q, keys.nonces),
+  }
+}
+
+function memberOf(op: LedgerOp, view: LedgerView): string | null {
+  if (op.op === 'transfer' || op.op === 'hold') return op.record.member
+  return view.holds.get(op.hold)?.account ?? null
+}
+
+/** Write what one applied op changed. */
+export async function saveApplied(
+  q: SqlQueries,
+  where: { chain: string; seq: number; idx: number; ts: number; op: string },
+  a: Applied,
+): Promise<void> {
+  for (const e of a.entries) await applyEntry(q, where, e)
+  if (a.nonce) await insertNonce(q, a.nonce)
+  if (a.hold) await saveHold(q, a.hold)
+}
+
+export type LedgerFoldListener = (event: {
+  chain: string
+  seq: number
+  cid: string
+  ts: number
+  ops: { idx: number; op: LedgerOp; code: string | null }[]
+}) => void
+
+/**
+ * The ledger projection: folds every node's ledger chain. Rules (docs/protocol.md "Ledger"): a block whose time
+ * is before the genesis or before the previous block of its chain folds as rejected (`LEDGER_TIME_BACKWARDS`);
+ * one dated more than `ledgerSkewMs` ahead of the reader's clock waits (deferred) until it is not; otherwise each
+ * op applies or is refused on its own, by the rules in rules.ts, in block order.
+ */
+export function ledgerProjection(
+  s: LedgerSetup,
+  hooks: { onFolded?: LedgerFoldListener; onRejectedBlock?(code: string): void } = {},
+): Projection {
+  const nodes = new Set(s.nodes)
+  return {
+    name: 'economics.ledger',
+    version: 1,
+    module: ECONOMICS_MODULE,
+    chains: (chain) => chain.endsWith(`/${LEDGER_CHAIN}`) && nodes.has(chainWriter(chain)),
+    recordTypes: { [LEDGER_BATCH_TYPE]: LedgerBatchBody },
+    async init(tx) {
+      for (const a of genesisAccounts(s)) {
+        await insertAccount(tx, a)
+        await insertEntry(
+          tx,
+          { chain: 'genesis', seq: -1, idx: 0, ts: s.genesisTs, op: 'genesis' },
+          {
+            account: a.did,
+            allocated: a.allocated,
+            regenerated: 0,
+            received: 0,
+            sent: 0,
+            burned: 0,
+            pool: a.pool,
+            held: 0,
+            mana: a.mana,
+            manaTs: a.manaTs,
+          },
+        )
+      }
+    },
+    async fold(ctx: FoldContext): Promise<FoldOutcome> {
+      const { tx, block } = ctx
+      const ts = block.ts
+      const last = await chainState(tx, block.chain)
+      const floor = Math.max(s.genesisTs, last?.ts ?? s.genesisTs)
+      if (ts < floor) {
+        hooks.onRejectedBlock?.('LEDGER_TIME_BACKWARDS')
+        return {
+          status: 'rejected',
+          code: 'LEDGER_TIME_BACKWARDS',
+          reason: `block time ${ts} is before ${floor} (the genesis or the chain's previous ledger block)`,
+        }
+      }
+      if (ts > ctx.now + s.params.ledgerSkewMs)
+        return {
+          status: 'deferred',
+          untilMs: ts - s.params.ledgerSkewMs,
+          reason: `block time ${new Date(ts).toISOString()} is more than ledgerSkewMs ahead of this node's clock`,
+        }
+      const ops = (block.body as { ops: LedgerOp[] }).ops
+      const view = await loadView(tx, s, block.chain, ts, ops)
+      const folded: { idx: number; op: LedgerOp; code: string | null }[] = []
+      for (const [idx, op] of ops.entries()) {
+        const where = { chain: block.chain, seq: block.seq, idx, ts, op: op.op }
+        const member = memberOf(op, view)
+        try {
+          const applied = applyOp(view, op, { checkSignatures: !ctx.own, checkFunds: false })
+          await saveApplied(tx, where, applied)
+          await insertOp(tx, { ...where, member, outcome: 'applied', code: null, reason: null })
+          folded.push({ idx, op, code: null })
+        } catch (err) {
+          if (!(err instanceof IcnError)) throw err
+          await insertOp(tx, { ...where, member, outcome: 'rejected', code: err.code, reason: err.message })
+          folded.push({ idx, op, code: err.code })
+        }
+      }
+      await saveChainState(tx, block.chain, block.seq, ts)
+      hooks.onFolded?.({ chain: block.chain, seq: block.seq, cid: ctx.cid.toString(), ts, ops: folded })
+      return { status: 'applied' }
+    },
+  }
+}
