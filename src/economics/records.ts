@@ -70,7 +70,7 @@ export const TransferRecordJson = Type.Object(
     ...TransferFields.properties,
     sig: Type.String({ pattern: '^[A-Za-z0-9_-]{86}$', description: 'Ed25519 signature, base64url' }),
   },
-  { additionalProperties: false, $id: 'TransferRecord' },
+  { additionalProperties: false },
 )
 export type TransferRecordJson = Static<typeof TransferRecordJson>
 
