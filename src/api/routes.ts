@@ -16,11 +16,7 @@ export {
   route,
 } from './module.js'
 
-/**
- * Every HTTP route, defined once: each module declares its own (`<module>/routes.ts`, see `module.ts`) and this
- * composes them into the one typed table. The server registers these, the OpenAPI document is generated from
- * them and the CLI's typed client calls them.
- */
+/** The body of every error reply. */
 export const ErrorBody = Type.Object(
   {
     code: Type.String({ description: 'Stable machine-readable error code, e.g. INVALID_SIGNATURE' }),
@@ -46,6 +42,11 @@ export const apiRoutes = {
   }),
 } as const
 
+/**
+ * Every HTTP route, defined once: each module declares its own (`<module>/routes.ts`, see `module.ts`) and this
+ * composes them into the one typed table. The server registers these, the OpenAPI document is generated from
+ * them and the CLI's typed client calls them.
+ */
 export const routes = composeRoutes(nodeRoutes, apiRoutes, networkRoutes, dagRoutes)
 
 export type Routes = typeof routes
