@@ -1,9 +1,13 @@
 /**
- * The HTTP API: every route defined once (`routes.ts`) and served by fastify with request/response schemas,
- * OpenAPI at `/openapi.json`, metrics, request ids and API-key auth; the same definitions drive the typed
- * client the CLI uses. Error codes map to HTTP statuses in one table (`errors.ts`).
+ * The HTTP API: every route defined once (each module declares its own, `routes.ts` composes the one table; the
+ * contract is `module.ts`) and served by fastify with request/response schemas, OpenAPI at `/openapi.json`,
+ * metrics, request ids and API-key auth; the same definitions drive the typed client the CLI uses. Error codes
+ * map to HTTP statuses in one table (`errors.ts`).
  */
 
+// Kept here for callers of the API's errors; the class is the block store's.
+export { NotAValueError } from '../dag/errors.js'
+export type { ApiFederation } from '../network/api.js'
 export {
   MAX_CAR_HEADER_BYTES,
   MAX_CONCURRENT_IMPORTS,
@@ -29,8 +33,18 @@ export {
   UnauthorizedError,
   UnsupportedMediaTypeError,
 } from './errors.js'
-export { NotAValueError } from './handlers.js'
 export {
+  composeRoutes,
+  type Handler,
+  type HandlerContext,
+  type Handlers,
+  type ModuleHandlers,
+  type RouteRequest,
+  type RouteTable,
+  route,
+} from './module.js'
+export {
+  apiRoutes,
   type BodyOf,
   ErrorBody,
   MAX_IMPORT_BYTES,
@@ -44,7 +58,6 @@ export {
 } from './routes.js'
 export {
   type ApiComponents,
-  type ApiFederation,
   type ApiServerOptions,
   createApiServer,
 } from './server.js'

@@ -9,9 +9,7 @@ import Fastify, {
   type FastifyRequest,
   LogController,
 } from 'fastify'
-import type { BlockStore, ChainWriter, CID } from '../dag/index.js'
-import type { PeerHealth } from '../network/index.js'
-import type { EventBus, Logger, Metrics, Readiness } from '../observability/index.js'
+import type { Logger, Metrics } from '../observability/index.js'
 import { VERSION } from '../version.js'
 import {
   ImportBusyError,
@@ -24,44 +22,21 @@ import {
   toHttpError,
   UnauthorizedError,
 } from './errors.js'
-import { buildHandlers } from './handlers.js'
 import { parseJsonBody } from './json-body.js'
-import { ErrorBody, type RouteDef, routes } from './routes.js'
+import type { Handler, HandlerContext, ModuleHandlers } from './module.js'
+import { apiRoutes, ErrorBody, type RouteDef, routes } from './routes.js'
 import { allowedMethods, lazyCompilers, mediaCheck, routeSchema } from './schemas.js'
 
-/** What the API needs from the node: narrow, so tests can hand in their own. */
+/** What the server itself needs from the node; each module's handlers take their own (see `module.ts`). */
 export interface ApiComponents {
-  did: string
-  store: BlockStore
-  writer: ChainWriter
-  readiness: Readiness
   metrics: Metrics
   logger: Logger
   /** The operator's API key; write routes require it. */
   apiKey: string
-  startedAt: Date
-  /** Roots garbage collection must keep besides pins (the node's own chain heads). */
-  gcRoots(): Promise<CID[]>
   /** Told about store failures so readiness turns false at once. */
   onStoreError?(err: unknown): void
-  /** What the node sees, streamed by /v1/events. */
-  events: EventBus
-  /** The federation and network, when the node joined one (started with a genesis). */
-  federation?: ApiFederation
 }
 
-/** The federation side of the node, as the API shows it. */
-export interface ApiFederation {
-  id: string
-  name: string
-  founder: string
-  members: string[]
-  nodes: string[]
-  parameters: Record<string, number>
-  peerId: string
-  listenAddrs(): string[]
-  peers(): Promise<PeerHealth[]>
-}
 export interface ApiServerOptions {
   /** Default body limit for JSON routes, bytes. */
   bodyLimit?: number
@@ -75,11 +50,17 @@ export interface ApiServerOptions {
   compileSchemas?: 'lazy' | 'eager'
 }
 
-/** Build the fastify server with every route of `routes.ts`, OpenAPI, metrics, auth and error mapping. */
+/**
+ * Build the fastify server with every route of `routes.ts`, OpenAPI, metrics, auth and error mapping. `modules`
+ * are every module's handlers (each from its factory, e.g. `dagHandlers(components)`): together they must handle
+ * every route of the table but the API's own (`apiRoutes`), each once, and nothing else, or this throws.
+ */
 export async function createApiServer(
   c: ApiComponents,
+  modules: readonly ModuleHandlers[],
   opts: ApiServerOptions = {},
 ): Promise<FastifyInstance> {
+  const handlers = handlerTable(modules)
   const app = Fastify({
     loggerInstance: c.logger as FastifyBaseLogger,
     // One log line per request comes from our onResponse hook (with route, status and latency).
@@ -241,10 +222,15 @@ export async function createApiServer(
     closing = true
     for (const end of [...streams]) end()
   })
-  const handlers = buildHandlers(c, app, streams)
+  const ctx: HandlerContext = {
+    trackStream: (end) => {
+      streams.add(end)
+      return () => streams.delete(end)
+    },
+  }
+  handlers.set(apiRoutes.openapi.id, async () => app.swagger())
   for (const def of Object.values(routes) as RouteDef[]) {
-    const handler = handlers[def.id]
-    if (!handler) throw new Error(`route ${def.id} has no handler`)
+    const handler = handlers.get(def.id)!
     app.route({
       method: def.method,
       url: def.url,
@@ -253,7 +239,7 @@ export async function createApiServer(
       onRequest: def.auth ? requireKey : undefined,
       preParsing: mediaCheck(def),
       handler: async (req, reply) => {
-        const out = await handler(req, reply)
+        const out = await handler(req as never, reply, ctx)
         if (reply.sent) return reply
         if (out !== undefined) return reply.code(def.status ?? 200).send(out)
         return reply
@@ -261,4 +247,32 @@ export async function createApiServer(
     })
   }
   return app
+}
+
+/**
+ * Every module's handlers by route id, checked against the route table: a route of a module that is not the
+ * table's, a route handled twice, a handler without a route, or a route (but the API's own) without a handler
+ * is a programming error, thrown while the server is built.
+ */
+function handlerTable(modules: readonly ModuleHandlers[]): Map<string, Handler> {
+  const out = new Map<string, Handler>()
+  const owner = new Map<string, string>()
+  const table = routes as Readonly<Record<string, RouteDef>>
+  for (const m of modules) {
+    for (const [id, def] of Object.entries(m.routes))
+      if (table[id] !== def)
+        throw new Error(`module ${m.module}: route ${id} is not in the route table (api/routes.ts)`)
+    for (const [id, handler] of Object.entries(m.handlers)) {
+      if (!(id in m.routes)) throw new Error(`module ${m.module}: handler ${id} has no route`)
+      const other = owner.get(id)
+      if (other) throw new Error(`route ${id} has two handlers (modules ${other} and ${m.module})`)
+      owner.set(id, m.module)
+      out.set(id, handler as Handler)
+    }
+  }
+  for (const id of Object.keys(table))
+    if (!out.has(id) && !(id in apiRoutes)) throw new Error(`route ${id} has no handler`)
+  for (const id of Object.keys(apiRoutes))
+    if (out.has(id)) throw new Error(`route ${id} is the API's own: module ${owner.get(id)} cannot handle it`)
+  return out
 }

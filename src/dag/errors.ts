@@ -173,3 +173,11 @@ export class ChainConflictError extends IcnError {
     )
   }
 }
+
+/** The CID names a block that is not an `icn.value/v1` record. */
+export class NotAValueError extends IcnError {
+  override readonly name = 'NotAValueError'
+  constructor(cid: string) {
+    super('NOT_A_VALUE', `block ${cid} is not an icn.value/v1 record`, { details: { cid } })
+  }
+}

@@ -1,5 +1,7 @@
 import type { FastifyInstance } from 'fastify'
 import { type ApiFederation, createApiServer } from '../api/index.js'
+// The modules' API handlers directly: their index.ts files are also loaded where fastify is not wanted.
+import { dagHandlers } from '../dag/api.js'
 import {
   type BlockStore,
   ChainWriter,
@@ -11,6 +13,7 @@ import {
 } from '../dag/index.js'
 import { type Federation, federationSummary, readGenesisFile } from '../federation/index.js'
 import { IcnError, type Signer, WorkerVerifier } from '../identity/index.js'
+import { networkHandlers } from '../network/api.js'
 import { Network, readPskFile } from '../network/index.js'
 import {
   createLogger,
@@ -21,6 +24,7 @@ import {
   Readiness,
 } from '../observability/index.js'
 import { VERSION } from '../version.js'
+import { nodeHandlers } from './api.js'
 import { dataPaths } from './datadir.js'
 import { checkOptions, type NodeOptions, parseListen, redactUrl } from './options.js'
 
@@ -183,21 +187,36 @@ export class IcnNode {
       this.health.start()
       await this.writer.currentHead({ signal: this.signal })
       if (federation) await this.joinFederation(federation, psk)
-      this.api = await createApiServer({
-        did: this.did,
-        store: this.store,
-        writer: this.writer,
-        readiness: this.readiness,
-        metrics: this.metrics,
-        logger: this.logger.child({ module: 'api' }),
-        apiKey: this.modules.apiKey,
-        startedAt: this.startedAt,
-        gcRoots: () => this.gcRoots(),
-        onStoreError: (err) => this.health.reportFailure(err),
-        events: this.events,
-        federation:
-          this.federation && this.network ? apiFederation(this.federation, this.network) : undefined,
-      })
+      const apiView =
+        this.federation && this.network ? apiFederation(this.federation, this.network) : undefined
+      this.api = await createApiServer(
+        {
+          metrics: this.metrics,
+          logger: this.logger.child({ module: 'api' }),
+          apiKey: this.modules.apiKey,
+          onStoreError: (err) => this.health.reportFailure(err),
+        },
+        // Every module's routes' handlers, each over the components it uses (the route table is api/routes.ts).
+        [
+          nodeHandlers({
+            did: this.did,
+            store: this.store,
+            writer: this.writer,
+            readiness: this.readiness,
+            metrics: this.metrics,
+            startedAt: this.startedAt,
+            events: this.events,
+            federation: apiView,
+          }),
+          networkHandlers({ federation: apiView }),
+          dagHandlers({
+            store: this.store,
+            writer: this.writer,
+            metrics: this.metrics,
+            gcRoots: () => this.gcRoots(),
+          }),
+        ],
+      )
       checkAborted(this.signal) // stop() came while the server was being built
       const { host, port } = parseListen(this.options.apiListen)
       await this.api.listen({ host, port }).catch((err: NodeJS.ErrnoException) => {

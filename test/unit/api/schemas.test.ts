@@ -4,8 +4,11 @@ import { join } from 'node:path'
 import type { FastifyInstance } from 'fastify'
 import { afterAll, beforeAll, describe, expect, it } from 'vitest'
 import { createApiServer } from '../../../src/api/index.js'
+import { dagHandlers } from '../../../src/dag/api.js'
 import { ChainWriter, SqliteBlockStore } from '../../../src/dag/index.js'
 import { Signer } from '../../../src/identity/index.js'
+import { networkHandlers } from '../../../src/network/api.js'
+import { nodeHandlers } from '../../../src/node/api.js'
 import { createMetrics, EventBus, Readiness, silentLogger } from '../../../src/observability/index.js'
 
 const API_KEY = 'test-api-key-0123456789'
@@ -25,19 +28,22 @@ beforeAll(async () => {
   for (const mode of ['lazy', 'eager'] as const) {
     const readiness = new Readiness()
     readiness.register('store', () => ({ ready: true }))
+    const metrics = createMetrics()
     apps[mode] = await createApiServer(
-      {
-        did: signer.did,
-        store,
-        writer,
-        readiness,
-        metrics: createMetrics(),
-        logger: silentLogger(),
-        apiKey: API_KEY,
-        startedAt: new Date(0),
-        gcRoots: async () => [],
-        events: new EventBus(),
-      },
+      { metrics, logger: silentLogger(), apiKey: API_KEY },
+      [
+        nodeHandlers({
+          did: signer.did,
+          store,
+          writer,
+          readiness,
+          metrics,
+          startedAt: new Date(0),
+          events: new EventBus(),
+        }),
+        networkHandlers({}),
+        dagHandlers({ store, writer, metrics, gcRoots: async () => [] }),
+      ],
       { compileSchemas: mode },
     )
     // Eager: fastify compiles every validator and serializer here, and throws if one does not compile.
