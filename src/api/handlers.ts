@@ -86,8 +86,8 @@ export function buildHandlers(
     getFederation: async () => {
       const f = c.federation
       if (!f) throw new NoFederationError()
-      const { id, name, founder, members, nodes, parameters } = f
-      return { id, name, founder, members, nodes, parameters }
+      const { id, name, founder, members, nodes, homes, parameters } = f
+      return { id, name, founder, members, nodes, homes, parameters }
     },
     getPeers: async () => {
       const peers = (await c.federation?.peers()) ?? []

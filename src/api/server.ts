@@ -57,6 +57,8 @@ export interface ApiFederation {
   founder: string
   members: string[]
   nodes: string[]
+  /** Member DID → home node DID, for every member. */
+  homes: Record<string, string>
   parameters: Record<string, number>
   peerId: string
   listenAddrs(): string[]
