@@ -20,19 +20,26 @@ export interface OpenedMember {
 /**
  * Open the member in `dir` and unlock its key. The passphrase comes from the first of: `opts.passphraseFile`
  * (`--passphrase-file`); the passphrase file the folder records (a devnet member's: the devnet's own passphrase
- * file, so it opens with no prompt, as devnet nodes do); `ICN_PASSPHRASE`; a prompt on a terminal. Throws
+ * file, so it opens with no prompt, as devnet nodes do); `ICN_PASSPHRASE`; a prompt if stdin is a terminal. Throws
  * MemberNotFoundError (no member in `dir`), InvalidMemberDirError, PassphraseRequiredError,
  * PassphraseFileError, WrongPassphraseError.
  */
 export async function openMember(
   dir: string,
-  opts: { passphraseFile?: string; env?: NodeJS.ProcessEnv; signal?: AbortSignal } = {},
+  opts: {
+    passphraseFile?: string
+    /** Where ICN_PASSPHRASE is read from; default process.env. */
+    env?: NodeJS.ProcessEnv
+    /** Whether a prompt may be shown when stdin is a terminal; default true. */
+    interactive?: boolean
+    signal?: AbortSignal
+  } = {},
 ): Promise<OpenedMember> {
   const info = await readMemberDir(dir)
   const passphrase = await resolvePassphrase({
     passphraseFile: opts.passphraseFile ?? info.passphraseFile,
     env: opts.env ?? process.env,
-    interactive: true,
+    interactive: opts.interactive ?? true,
     prompt: `Passphrase of member ${info.did}: `,
     signal: opts.signal,
   })
