@@ -18,6 +18,7 @@ import {
   Signer,
 } from '../identity/index.js'
 import { KEYSTORE_FILE, writeSecretFile } from './datadir.js'
+import { InvalidOptionError } from './options.js'
 
 /** The file that marks a member folder. */
 export const MEMBER_FILE = 'member.json'
@@ -93,8 +94,8 @@ export interface CreateMemberOptions {
 }
 
 /**
- * Throws MemberExistsError if `dir` already holds a member or any keystore (a node's data folder, say), and
- * InvalidDidError for a `home` that is not an Ed25519 did:key. Changes nothing: callers run it before asking for
+ * Throws MemberExistsError if `dir` already holds a member or any keystore (a node's data folder, say),
+ * InvalidOptionError if `dir` is a file, and InvalidDidError for a `home` that is not an Ed25519 did:key. Changes nothing: callers run it before asking for
  * a passphrase.
  */
 export async function checkNewMemberDir(dir: string, opts: { home?: string } = {}): Promise<void> {
@@ -103,6 +104,12 @@ export async function checkNewMemberDir(dir: string, opts: { home?: string } = {
       `the home node is not an Ed25519 did:key: ${JSON.stringify(String(opts.home).slice(0, 80))}`,
     )
   const abs = resolve(dir)
+  const info = await stat(abs).catch((err: NodeJS.ErrnoException) => {
+    if (err.code === 'ENOENT') return undefined
+    throw err
+  })
+  if (info && !info.isDirectory())
+    throw new InvalidOptionError(`${abs} exists and is not a folder; a member folder must be a folder`)
   if (await exists(join(abs, MEMBER_FILE))) throw new MemberExistsError(abs, 'a member')
   if (await exists(join(abs, KEYSTORE_FILE)))
     throw new MemberExistsError(abs, `an identity (${KEYSTORE_FILE})`)

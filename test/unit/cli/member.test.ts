@@ -100,6 +100,10 @@ describe('member folders', () => {
       'INVALID_DID',
     )
     expect((await errorOf(() => stat(short))).code).toBe('ENOENT')
+    const file = join(root, 'a-file')
+    await writeFile(file, 'not a folder')
+    expect((await errorOf(() => createMemberDir(file, PASS, { kdf: KDF }))).code).toBe('INVALID_OPTION')
+    expect(await readFile(file, 'utf8')).toBe('not a folder')
   })
 
   it('two creates in one folder at once: one member, the other MEMBER_EXISTS', async () => {
