@@ -7,6 +7,7 @@ import { registerDevnet } from './commands/devnet.js'
 import { registerFederation } from './commands/federation.js'
 import { registerId } from './commands/id.js'
 import { registerInit } from './commands/init.js'
+import { registerMember } from './commands/member.js'
 import { registerNode } from './commands/node.js'
 import { CliError, EXIT } from './common.js'
 
@@ -14,9 +15,10 @@ import { CliError, EXIT } from './common.js'
  * Error codes that mean the user's input was wrong (exit 2) rather than the operation failing (exit 1): a
  * malformed or inconsistent flag, an input file named on the command line (genesis, passphrase file, CAR) that
  * is missing or is not what it should be, a passphrase that cannot be used for a new keystore, a database that
- * does not exist. Commander's own errors (unknown option or command, missing argument) are 2 as well. Exit 1
- * is an operation that was tried and failed: a wrong passphrase for an existing keystore (like an invalid
- * signature), a data folder or devnet folder with nothing in it yet, or one that already holds an identity.
+ * does not exist, a folder for a new member that already holds one. Commander's own errors (unknown option or
+ * command, missing argument) are 2 as well. Exit 1 is an operation that was tried and failed: a wrong passphrase
+ * for an existing keystore (like an invalid signature), a data folder, devnet folder or member folder with nothing
+ * in it yet, or a data folder that already holds an identity.
  */
 export const USAGE_CODES: ReadonlySet<string> = new Set([
   'USAGE',
@@ -34,6 +36,7 @@ export const USAGE_CODES: ReadonlySet<string> = new Set([
   'PASSPHRASE_FILE_UNREADABLE',
   'UNKNOWN_NODE',
   'DATABASE_NOT_FOUND',
+  'MEMBER_EXISTS',
 ])
 
 export function buildProgram(): Command {
@@ -48,6 +51,7 @@ export function buildProgram(): Command {
   registerDag(program)
   registerDevnet(program)
   registerFederation(program)
+  registerMember(program)
   for (const cmd of allCommands(program)) cmd.exitOverride()
   return program
 }

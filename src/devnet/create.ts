@@ -1,12 +1,13 @@
 /**
- * Creating a devnet: the data folders and identities, the node databases (PostgreSQL), the genesis naming every
- * node, and the recorded state. Starting the processes is `Devnet`'s work (devnet.ts).
+ * Creating a devnet: the data folders and identities, one founding member per node (its own identity, homed at
+ * that node), the node databases (PostgreSQL), the genesis naming every node and member, and the recorded state. Starting the processes is `Devnet`'s work (devnet.ts).
  */
 import { randomBytes } from 'node:crypto'
 import { existsSync } from 'node:fs'
 import { rm } from 'node:fs/promises'
 import { join } from 'node:path'
 import { initDataDir, unlockIdentity, writeSecretFile } from '../node/datadir.js'
+import { createMemberDir } from '../node/member-dir.js'
 import type { DevnetHooks } from './devnet.js'
 import { DevnetDirNotEmptyError } from './errors.js'
 import { DEFAULT_DEVNET_NODES, DEVNET_FEDERATION_NAME, type DevnetSettings } from './options.js'
@@ -16,6 +17,7 @@ import {
   type DevnetNodeState,
   type DevnetState,
   GENESIS_FILE,
+  MEMBERS_DIR,
   NODE_LOG_FILE,
   PASSPHRASE_FILE,
   writeState,
@@ -32,7 +34,7 @@ export async function createDevnet(s: DevnetSettings, hooks: DevnetHooks): Promi
   const dir = s.dir
   const count = s.nodes ?? DEFAULT_DEVNET_NODES
   const names = Array.from({ length: count }, (_, i) => `node${i + 1}`)
-  const clash = [PASSPHRASE_FILE, GENESIS_FILE, ...names].filter((f) => existsSync(join(dir, f)))
+  const clash = [PASSPHRASE_FILE, GENESIS_FILE, MEMBERS_DIR, ...names].filter((f) => existsSync(join(dir, f)))
   if (clash.length > 0) throw new DevnetDirNotEmptyError(dir, clash)
   const say = (message: string): void => hooks.onProgress?.({ kind: 'create', message })
 
@@ -47,7 +49,8 @@ export async function createDevnet(s: DevnetSettings, hooks: DevnetHooks): Promi
   try {
     say(`creating a devnet of ${plural(count, 'node')} in ${dir}`)
     const passphrase = randomBytes(24).toString('base64url')
-    await writeSecretFile(join(dir, PASSPHRASE_FILE), `${passphrase}\n`)
+    const passphraseFile = join(dir, PASSPHRASE_FILE)
+    await writeSecretFile(passphraseFile, `${passphrase}\n`)
     const dbs = s.store === 'postgres' ? names.map((name) => nodeDatabaseUrl(s.pgUrl!, name)) : undefined
     if (dbs) {
       say(`creating databases ${dbs.map((d) => d.database).join(', ')}`)
@@ -71,13 +74,25 @@ export async function createDevnet(s: DevnetSettings, hooks: DevnetHooks): Promi
       ),
     )
     const dids = inits.map((r) => r.did)
+    // One founding member per node, homed there, with the devnet's passphrase recorded so it opens unprompted.
+    const members = await Promise.all(
+      inits.map((r, i) =>
+        createMemberDir(join(dir, MEMBERS_DIR, `member${i + 1}`), passphrase, {
+          home: r.did,
+          homeDataDir: r.dataDir,
+          passphraseFile,
+          kdf: { N: DEVNET_KDF_N },
+        }),
+      ),
+    )
     const { peerIdFromDid } = await import('../network/index.js')
     const { createGenesis, writeGenesisFile } = await import('../federation/index.js')
     const founder = await unlockIdentity(join(dir, names[0]!), passphrase)
     const federation = createGenesis(founder, {
       name: DEVNET_FEDERATION_NAME,
-      members: dids,
+      members: members.map((m) => m.did),
       nodes: dids,
+      homes: Object.fromEntries(members.map((m, i) => [m.did, dids[i]!])),
     })
     await writeGenesisFile(genesis, federation)
     say(`federation ${federation.id} (genesis ${genesis})`)
@@ -96,7 +111,7 @@ export async function createDevnet(s: DevnetSettings, hooks: DevnetHooks): Promi
         pgUrl: dbs?.[i]?.url,
       }
     })
-    const nodes: DevnetNodeState[] = base.map((b) => ({
+    const nodes: DevnetNodeState[] = base.map((b, i) => ({
       name: b.name,
       dataDir: b.dataDir,
       did: b.did,
@@ -121,6 +136,7 @@ export async function createDevnet(s: DevnetSettings, hooks: DevnetHooks): Promi
       ],
       ...(b.pgUrl ? { pgUrl: b.pgUrl } : {}),
       log: join(b.dataDir, NODE_LOG_FILE),
+      member: { did: members[i]!.did, dir: members[i]!.dir },
     }))
     const state: DevnetState = {
       version: 1,
@@ -137,7 +153,7 @@ export async function createDevnet(s: DevnetSettings, hooks: DevnetHooks): Promi
     return state
   } catch (err) {
     // Leave the folder as it was: nothing half-made that would block the next `up`.
-    for (const name of names) await rm(join(dir, name), { recursive: true, force: true })
+    for (const name of [...names, MEMBERS_DIR]) await rm(join(dir, name), { recursive: true, force: true })
     for (const f of [PASSPHRASE_FILE, GENESIS_FILE]) await rm(join(dir, f), { force: true })
     throw err
   }

@@ -31,6 +31,7 @@ import {
   type DevnetState,
   GENESIS_FILE,
   loadState,
+  MEMBERS_DIR,
   PASSPHRASE_FILE,
   readState,
   STATE_FILE,
@@ -94,6 +95,11 @@ export interface DevnetNodeStatus {
   connectedPeers: number
   /** Devnet nodes it should be connected to: all the others. */
   expectedPeers: number
+  /**
+   * The founding member homed at this node: its DID and its folder (for `--member DIR`; it opens without a
+   * prompt). Null for a devnet created before devnets had members.
+   */
+  member: { did: string; dir: string } | null
 }
 
 export interface DevnetStatus {
@@ -231,6 +237,7 @@ export class Devnet {
           ready: probe.ready,
           connectedPeers: probe.connected.filter((p) => p !== n.peerId && peerIds.has(p)).length,
           expectedPeers: st.nodes.length - 1,
+          member: n.member ? { did: n.member.did, dir: n.member.dir } : null,
         }
       }),
     )
@@ -483,8 +490,12 @@ export class Devnet {
         names.filter((n) => n),
       )
     }
-    for (const n of st.nodes)
+    for (const n of st.nodes) {
       if (dirname(n.dataDir) === st.dir) await rm(n.dataDir, { recursive: true, force: true })
+      if (n.member && dirname(n.member.dir) === join(st.dir, MEMBERS_DIR))
+        await rm(n.member.dir, { recursive: true, force: true })
+    }
+    await rmdir(join(st.dir, MEMBERS_DIR)).catch(() => {})
     for (const f of [PASSPHRASE_FILE, GENESIS_FILE, STATE_FILE]) await rm(join(st.dir, f), { force: true })
   }
 }

@@ -1,7 +1,8 @@
 /**
- * Devnet: a whole federation on one machine. `Devnet.up` creates a data folder per node, a genesis naming them
- * all and starts each as a detached `icn node start` process on 127.0.0.1, bootstrapped to all the others, then
- * waits until every node is ready and connected; `status`, `kill`, `restart` and `down` manage it afterwards
+ * Devnet: a whole federation on one machine. `Devnet.up` creates a data folder per node and one founding member
+ * per node (`members/memberK`, homed at node K), a genesis naming them all, and starts each node as a detached
+ * `icn node start` process on 127.0.0.1, bootstrapped to all the others, then waits until every node is ready
+ * and connected; `status`, `kill`, `restart` and `down` manage it afterwards
  * from the state recorded in `<dir>/devnet.json`. The `icn devnet` command is a thin layer over this class, so
  * tests and benchmarks can drive a devnet in-process.
  */
@@ -39,4 +40,11 @@ export {
   MAX_DEVNET_NODES,
 } from './options.js'
 export { nodeRunning } from './process.js'
-export { type DevnetNodeState, type DevnetState, readState, STATE_FILE } from './state.js'
+export {
+  type DevnetMemberState,
+  type DevnetNodeState,
+  type DevnetState,
+  MEMBERS_DIR,
+  readState,
+  STATE_FILE,
+} from './state.js'

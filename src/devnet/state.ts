@@ -10,6 +10,15 @@ export const PASSPHRASE_FILE = 'passphrase'
 export const GENESIS_FILE = 'genesis.car'
 export const LOCK_FILE = '.devnet.lock'
 export const NODE_LOG_FILE = 'node.log'
+/** Folder of the founding members' folders, `members/member1` … (member K is homed at node K). */
+export const MEMBERS_DIR = 'members'
+
+/** A devnet node's founding member: its own identity (not the node's), homed at the node. */
+export interface DevnetMemberState {
+  did: string
+  /** Absolute path of its member folder (`<dir>/members/memberK`): what `--member DIR` takes. */
+  dir: string
+}
 
 /** One node of the devnet as recorded in `devnet.json`. */
 export interface DevnetNodeState {
@@ -32,6 +41,8 @@ export interface DevnetNodeState {
   pgUrl?: string
   /** Where its stdout and stderr go. */
   log: string
+  /** Its founding member (absent in a devnet created before devnets had members). */
+  member?: DevnetMemberState
 }
 
 /** The whole `devnet.json`. */
@@ -79,6 +90,9 @@ export async function readState(dir: string): Promise<DevnetState | undefined> {
   for (const n of s.nodes)
     if (typeof n?.name !== 'string' || typeof n.dataDir !== 'string' || !Array.isArray(n.args))
       throw new DevnetStateError(path, 'a node entry lacks its name, data folder or arguments')
+  for (const n of s.nodes)
+    if (n.member !== undefined && (typeof n.member?.did !== 'string' || typeof n.member.dir !== 'string'))
+      throw new DevnetStateError(path, `the member of ${n.name} lacks its DID or folder`)
   return s as DevnetState
 }
 

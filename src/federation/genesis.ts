@@ -8,7 +8,7 @@ import { type Block, chainId, createSignedBlock, MAX_BLOCK_BYTES, validateBlock 
 import type { CID } from '../dag/cid.js'
 import { IcnError, InvalidDidError, isDid, type Signer } from '../identity/index.js'
 import { GenesisExistsError, GenesisNotFoundError, InvalidGenesisError } from './errors.js'
-import { checkParameters, defaultParameters, type FederationParameters } from './params.js'
+import { checkParameters, type FederationParameters } from './params.js'
 
 /** Record type of a federation genesis block. */
 export const GENESIS_TYPE = 'icn.federation.genesis/v1'
@@ -21,7 +21,10 @@ export const FEDERATION_NAME = /^[A-Za-z0-9 ._-]{1,64}$/
 
 /** Largest genesis CAR file read: one block at its size limit plus the CAR framing. */
 const MAX_GENESIS_FILE_BYTES = MAX_BLOCK_BYTES + 1024
+/** Keys every genesis body has. */
 const BODY_KEYS = ['members', 'name', 'nodes', 'parameters']
+/** Keys a genesis body may have besides (added later: a genesis without them stays valid). */
+const OPTIONAL_BODY_KEYS = ['homes']
 
 /** What the founder decides when creating a federation. */
 export interface GenesisInput {
@@ -31,6 +34,11 @@ export interface GenesisInput {
   members: string[]
   /** Node DIDs allowed to join (1..1000; any order, no duplicates). */
   nodes: string[]
+  /**
+   * Home node of each founding member: member DID → node DID (a key must be one of `members`, a value one of
+   * `nodes`). A member left out is homed at the first node in sorted order.
+   */
+  homes?: Record<string, string>
   /** Parameters to set; the others take their defaults. */
   parameters?: Partial<FederationParameters>
   /** The genesis block's timestamp (ms since the Unix epoch); default now. */
@@ -50,6 +58,11 @@ export interface Federation {
   members: string[]
   /** Node DIDs allowed to join, unique, sorted, 1..1000. */
   nodes: string[]
+  /**
+   * Home node of every founding member (member DID → node DID, one of `nodes`): as the genesis says, and for a
+   * member it does not name (or a genesis without `homes`), the first node in sorted order.
+   */
+  homes: Record<string, string>
   /** Every parameter, defaults filled. */
   parameters: FederationParameters
   /** The signed genesis block. */
@@ -59,24 +72,32 @@ export interface Federation {
 /** What people are shown of a federation (CLI, API): everything but the genesis block itself. */
 export function federationSummary(
   f: Federation,
-): Pick<Federation, 'id' | 'name' | 'founder' | 'members' | 'nodes' | 'parameters'> {
-  const { id, name, founder, members, nodes, parameters } = f
-  return { id, name, founder, members, nodes, parameters: { ...parameters } }
+): Pick<Federation, 'id' | 'name' | 'founder' | 'members' | 'nodes' | 'homes' | 'parameters'> {
+  const { id, name, founder, members, nodes, homes, parameters } = f
+  return { id, name, founder, members, nodes, homes: { ...homes }, parameters: { ...parameters } }
 }
 
-/** The body of a genesis record. */
+/** The home node of a founding member of `f`, or undefined if `did` is not one. */
+export function memberHome(f: Pick<Federation, 'homes'>, did: string): string | undefined {
+  return Object.hasOwn(f.homes, did) ? f.homes[did] : undefined
+}
+
+/** The body of a genesis record (`createGenesis` writes `homes` with every member in it). */
 export interface GenesisBody {
   name: string
   members: string[]
   nodes: string[]
+  homes?: Record<string, string>
   parameters: FederationParameters
 }
 
 /**
  * Sign a genesis block with the founder's signer: record type `icn.federation.genesis/v1`, seq 0 of chain
- * `<founder>/federation`, body `{name, members, nodes, parameters}` with the DID lists sorted and every
- * parameter present. Checks the input first: InvalidGenesisError (name, empty or duplicate lists, too many
- * nodes), InvalidParameterError (parameters), InvalidDidError (a DID that is not an Ed25519 did:key).
+ * `<founder>/federation`, body `{name, members, nodes, homes, parameters}` with the DID lists sorted, every
+ * member in `homes` (those the input leaves out at the first node) and every parameter present. Checks the
+ * input first: InvalidGenesisError (name, empty or duplicate lists, too many nodes, a home that is not one of the
+ * nodes or given for a DID that is not a member), InvalidParameterError (parameters), InvalidDidError (a DID
+ * that is not an Ed25519 did:key).
  */
 export function createGenesis(signer: Signer, input: GenesisInput): Federation {
   const body = checkGenesisInput(input)
@@ -110,16 +131,19 @@ export function checkGenesisInput(input: GenesisInput): GenesisBody {
   checkName(input.name)
   const members = didList(input.members, 'members')
   const nodes = didList(input.nodes, 'nodes')
+  const homes = fillHomes(checkHomes(input.homes ?? {}, members, nodes), members, nodes)
   const parameters = checkParameters(input.parameters ?? {})
-  return { name: input.name, members, nodes, parameters }
+  return { name: input.name, members, nodes, homes, parameters }
 }
 
 /**
  * Fully check a genesis block from outside: every block check (size, CID, canonical DAG-CBOR, shape,
- * signature), then record type, chain `<author>/federation`, seq 0, prev null, and the body: exactly `name`,
- * `members`, `nodes`, `parameters`; DID lists of valid Ed25519 did:keys, sorted, without duplicates, not empty
- * (nodes at most 1000); every parameter present and within bounds. Throws InvalidGenesisError saying what is
- * wrong (the typed error underneath, if any, as its cause).
+ * signature), then record type, chain `<author>/federation`, seq 0, prev null, and the body: `name`, `members`,
+ * `nodes`, `parameters` and optionally `homes`, nothing else; DID lists of valid Ed25519 did:keys, sorted,
+ * without duplicates, not empty (nodes at most 1000); `homes` a map from member DIDs to node DIDs; parameters
+ * known and within bounds, a missing one at its default (a genesis from before the parameter existed). A member
+ * that `homes` does not name (or every member, without `homes`) is homed at the first node. Throws
+ * InvalidGenesisError saying what is wrong (the typed error underneath, if any, as its cause).
  */
 export function parseGenesis(block: Block): Federation {
   let validated: ReturnType<typeof validateBlock>
@@ -146,25 +170,27 @@ export function parseGenesis(block: Block): Federation {
   if (body === null || typeof body !== 'object' || Array.isArray(body) || body instanceof Uint8Array)
     throw new InvalidGenesisError('genesis body is not a map')
   const keys = Object.keys(body).sort()
-  if (keys.length !== BODY_KEYS.length || keys.some((k, i) => k !== BODY_KEYS[i]))
+  const required = keys.filter((k) => !OPTIONAL_BODY_KEYS.includes(k))
+  if (required.length !== BODY_KEYS.length || required.some((k, i) => k !== BODY_KEYS[i]))
     throw new InvalidGenesisError(
-      `genesis body fields must be exactly ${BODY_KEYS.join(', ')}; got ${keys.join(', ')}`,
+      `genesis body fields must be ${BODY_KEYS.join(', ')} and optionally ${OPTIONAL_BODY_KEYS.join(', ')}; ` +
+        `got ${keys.join(', ')}`,
     )
   try {
     if (typeof body.name !== 'string') throw new InvalidGenesisError('name must be a string')
     checkName(body.name)
     const members = didList(body.members, 'members', true)
     const nodes = didList(body.nodes, 'nodes', true)
-    const params = body.parameters as Record<string, unknown> | null
-    if (params !== null && typeof params === 'object') {
-      const missing = Object.keys(defaultParameters()).filter((k) => !Object.hasOwn(params, k))
-      if (missing.length > 0)
-        throw new InvalidGenesisError(
-          `genesis parameters must list every parameter; missing ${missing.join(', ')}`,
-        )
-    }
-    const parameters = checkParameters(params)
-    return federationOf(block, record.author, { name: body.name, members, nodes, parameters })
+    const homes = Object.hasOwn(body, 'homes') ? checkHomes(body.homes, members, nodes) : {}
+    // A parameter the genesis lacks takes its default (checkParameters fills it): old files stay valid.
+    const parameters = checkParameters(body.parameters)
+    return federationOf(block, record.author, {
+      name: body.name,
+      members,
+      nodes,
+      homes: fillHomes(homes, members, nodes),
+      parameters,
+    })
   } catch (err) {
     if (err instanceof InvalidGenesisError) throw err
     throw new InvalidGenesisError(`invalid genesis: ${(err as Error).message}`, {
@@ -255,6 +281,7 @@ function federationOf(block: Block, founder: string, body: GenesisBody): Federat
     founder,
     members: body.members,
     nodes: body.nodes,
+    homes: fillHomes(body.homes ?? {}, body.members, body.nodes),
     parameters: body.parameters,
     genesis: { cid: block.cid, bytes: block.bytes },
   }
@@ -295,6 +322,49 @@ function didList(value: unknown, field: 'members' | 'nodes', stored = false): st
   if (stored && sorted.some((did, i) => did !== value[i]))
     throw new InvalidGenesisError(`${field} must be sorted`)
   return sorted
+}
+
+/**
+ * A checked `homes` map: a plain map whose keys are members and whose values are nodes (both lists already
+ * checked). Returns a copy. Throws InvalidGenesisError naming the bad entry.
+ */
+function checkHomes(value: unknown, members: string[], nodes: string[]): Record<string, string> {
+  if (value === null || typeof value !== 'object' || Array.isArray(value) || value instanceof Uint8Array)
+    throw new InvalidGenesisError('homes must be a map from member DIDs to node DIDs')
+  const proto = Object.getPrototypeOf(value)
+  if (proto !== Object.prototype && proto !== null)
+    throw new InvalidGenesisError('homes must be a map from member DIDs to node DIDs')
+  const isMember = new Set(members)
+  const isNode = new Set(nodes)
+  const out: Record<string, string> = {}
+  for (const [member, node] of Object.entries(value as Record<string, unknown>)) {
+    const shown = JSON.stringify(member.slice(0, 80))
+    if (!isMember.has(member))
+      throw new InvalidGenesisError(`homes names ${shown}, which is not one of the members`, {
+        details: { member: member.slice(0, 80) },
+      })
+    if (typeof node !== 'string' || !isNode.has(node))
+      throw new InvalidGenesisError(
+        `the home of member ${member} must be one of the nodes, got ${
+          typeof node === 'string' ? JSON.stringify(node.slice(0, 80)) : typeof node
+        }`,
+        { details: { member, ...(typeof node === 'string' ? { node: node.slice(0, 80) } : {}) } },
+      )
+    out[member] = node
+  }
+  return out
+}
+
+/** `homes` with every member in it: one the map leaves out is homed at the first node (`nodes` is sorted). */
+function fillHomes(
+  homes: Record<string, string>,
+  members: string[],
+  nodes: string[],
+): Record<string, string> {
+  const first = nodes[0]!
+  const out: Record<string, string> = {}
+  for (const m of members) out[m] = Object.hasOwn(homes, m) ? homes[m]! : first
+  return out
 }
 
 /** The one block of a one-root, one-block CARv1. */

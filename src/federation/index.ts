@@ -1,6 +1,6 @@
 /**
- * Federation: the signed genesis block that founds a federation (its name, founding members, the nodes allowed
- * to join and the network parameters), its checks, and the one-block CAR file it travels in. The federation id
+ * Federation: the signed genesis block that founds a federation (its name, founding members and their home
+ * nodes, the nodes allowed to join and the parameters), its checks, and the one-block CAR file it travels in. The federation id
  * is the genesis CID.
  */
 export {
@@ -20,6 +20,7 @@ export {
   type GenesisBody,
   type GenesisInput,
   MAX_GENESIS_NODES,
+  memberHome,
   parseGenesis,
   readGenesisFile,
   writeGenesisFile,

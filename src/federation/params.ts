@@ -3,9 +3,10 @@ import { Value } from 'typebox/value'
 import { InvalidParameterError } from './errors.js'
 
 /**
- * The federation's network parameters, fixed in its genesis. Every parameter is an integer with a default and
- * inclusive bounds; a genesis always records every parameter (defaults filled), so nodes never disagree
- * because their defaults differ.
+ * The federation's parameters, fixed in its genesis. Every parameter is an integer with a default and inclusive
+ * bounds. A new genesis records every parameter (defaults filled); a genesis written before a parameter existed
+ * lacks it, and then the parameter takes its default. So a default, once released, is part of the protocol and
+ * never changes (a new value is a new parameter); parameters are only ever added, never removed or renamed.
  */
 export const FederationParametersSchema = Type.Object(
   {
@@ -32,6 +33,48 @@ export const FederationParametersSchema = Type.Object(
       default: 4_194_304,
       minimum: 262_144,
       maximum: 16_777_216,
+    }),
+    manaCap: Type.Integer({
+      description: "cap of a member account's regenerating mana (smallest units)",
+      default: 10_000,
+      minimum: 0,
+      maximum: 1_000_000_000_000,
+    }),
+    manaRegenSeconds: Type.Integer({
+      description: 'time for a member account to regenerate from 0 to the cap (s)',
+      default: 86_400,
+      minimum: 1,
+      maximum: 31_536_000,
+    }),
+    memberAllocation: Type.Integer({
+      description: 'mana each founding member starts with (smallest units)',
+      default: 10_000,
+      minimum: 0,
+      maximum: 1_000_000_000_000,
+    }),
+    treasuryAllocation: Type.Integer({
+      description: 'mana the treasury starts with (smallest units)',
+      default: 0,
+      minimum: 0,
+      maximum: 1_000_000_000_000_000,
+    }),
+    settlementFeeBps: Type.Integer({
+      description: 'fee on settlements, paid to the treasury (basis points: 100 = 1%)',
+      default: 100,
+      minimum: 0,
+      maximum: 10_000,
+    }),
+    ledgerSkewMs: Type.Integer({
+      description: "how far in the future a ledger block's time may lie (ms)",
+      default: 30_000,
+      minimum: 0,
+      maximum: 3_600_000,
+    }),
+    recordMaxTtlMs: Type.Integer({
+      description: 'longest lifetime of a member-signed record, from its creation to its expiry (ms)',
+      default: 3_600_000,
+      minimum: 1_000,
+      maximum: 604_800_000,
     }),
   },
   { additionalProperties: false },

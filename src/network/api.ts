@@ -15,6 +15,8 @@ export interface ApiFederation {
   founder: string
   members: string[]
   nodes: string[]
+  /** Member DID → home node DID, for every member. */
+  homes: Record<string, string>
   parameters: Record<string, number>
   peerId: string
   listenAddrs(): string[]
@@ -36,8 +38,8 @@ export function networkHandlers(c: NetworkApiComponents): ModuleHandlers<typeof 
       getFederation: async () => {
         const f = c.federation
         if (!f) throw new NoFederationError()
-        const { id, name, founder, members, nodes, parameters } = f
-        return { id, name, founder, members, nodes, parameters }
+        const { id, name, founder, members, nodes, homes, parameters } = f
+        return { id, name, founder, members, nodes, homes, parameters }
       },
       getPeers: async () => {
         const peers = (await c.federation?.peers()) ?? []

@@ -11,7 +11,8 @@ export const networkRoutes = {
     id: 'getFederation',
     method: 'GET',
     url: '/v1/federation',
-    summary: 'The federation this node belongs to: id (genesis CID), name, members, nodes and parameters',
+    summary:
+      'The federation this node belongs to: id (genesis CID), name, members and their home nodes, nodes and parameters',
     tags: ['federation'],
     auth: false,
     response: Type.Object({
@@ -20,6 +21,7 @@ export const networkRoutes = {
       founder: Type.String(),
       members: Type.Array(Type.String()),
       nodes: Type.Array(Type.String()),
+      homes: Type.Record(Type.String(), Type.String(), { description: 'member DID → its home node DID' }),
       parameters: Type.Record(Type.String(), Type.Integer()),
     }),
   }),

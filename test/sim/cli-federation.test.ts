@@ -14,6 +14,7 @@ interface Summary {
   founder: string
   members: string[]
   nodes: string[]
+  homes: Record<string, string>
   parameters: Record<string, number>
   file: string
 }
@@ -67,6 +68,7 @@ describe('icn federation', () => {
       founder,
       members: [founder],
       nodes: [founder],
+      homes: { [founder]: founder },
       parameters: { syncIntervalMs: 10_000, maxMessageBytes: 1_048_576 },
       file: out,
     })
@@ -74,6 +76,57 @@ describe('icn federation', () => {
     const text = ok(plain).stdout
     expect(text).toContain(`federation ${shown.id}`)
     expect(text).toMatch(/maxBlocksPerResponse\s+1024/)
+    expect(text).toContain(`    ${founder}  home ${founder}`)
+  })
+
+  it('create with --member DID@NODE homes members; one without @NODE is at the first node', async () => {
+    const out = join(work, 'homes.car')
+    const carol = Signer.generate().did
+    const nodes = [founder, bob].sort()
+    const r = ok(
+      await create(
+        out,
+        '--name',
+        'Homes',
+        '--node',
+        bob,
+        '--member',
+        `${alice}@${bob}`,
+        '--member',
+        carol,
+        '--json',
+      ),
+    )
+    const created = JSON.parse(r.stdout) as Summary
+    expect(created.members).toEqual([alice, carol].sort())
+    expect(created.homes).toEqual({ [alice]: bob, [carol]: nodes[0] })
+    const text = ok(await runCli(['federation', 'show', out])).stdout
+    expect(text).toContain(`    ${alice}  home ${bob}`)
+    expect(text).toContain(`    ${carol}  home ${nodes[0]}`)
+    // The founder's own DID as a home, without --node.
+    const own = JSON.parse(
+      ok(await create(join(work, 'own.car'), '--name', 'Own', '--member', `${alice}@${founder}`, '--json'))
+        .stdout,
+    ) as Summary
+    expect(own.homes).toEqual({ [alice]: founder })
+  })
+
+  it('bad --member DID@NODE exits 2 and writes nothing', async () => {
+    const out = join(work, 'badhome.car')
+    const [notNode, emptyHome, emptyMember, twoAts, badHome, badMemberDid] = await Promise.all([
+      create(out, '--name', 'X', '--member', `${alice}@${bob}`),
+      create(out, '--name', 'X', '--member', `${alice}@`),
+      create(out, '--name', 'X', '--member', `@${founder}`),
+      create(out, '--name', 'X', '--member', `${alice}@${founder}@${founder}`),
+      create(out, '--name', 'X', '--member', `${alice}@node2`),
+      create(out, '--name', 'X', '--member', `did:key:zBad@${founder}`),
+    ])
+    usage(notNode, /INVALID_GENESIS: the home "did:key:\S+" of member did:key:\S+ is not one of the nodes/)
+    expect(notNode.stderr).toContain(bob)
+    for (const r of [emptyHome, emptyMember, twoAts]) usage(r, /--member must be DID or DID@NODE_DID/)
+    usage(badHome, /INVALID_GENESIS: the home "node2" of member/)
+    usage(badMemberDid, /INVALID_DID: members\[0\] is not an Ed25519 did:key/)
+    expect((await readdir(work)).filter((n) => n.startsWith('badhome.car'))).toEqual([])
   })
 
   it('create with repeated --member, --node and --param (--json); show agrees', async () => {
@@ -108,6 +161,7 @@ describe('icn federation', () => {
     expect(Object.keys(created).sort()).toEqual([
       'file',
       'founder',
+      'homes',
       'id',
       'members',
       'name',
@@ -133,10 +187,18 @@ describe('icn federation', () => {
       'maxMessageBytes',
       'maxBlocksPerResponse',
       'maxResponseBytes',
+      'manaCap',
+      'manaRegenSeconds',
+      'memberAllocation',
+      'treasuryAllocation',
+      'settlementFeeBps',
+      'ledgerSkewMs',
+      'recordMaxTtlMs',
     ])
     expect(rows[0]).toMatchObject({ default: 10_000, minimum: 1_000, maximum: 3_600_000 })
     const text = ok(plain).stdout
     expect(text).toMatch(/^maxResponseBytes\s+4194304\s+262144\s+16777216\s+\S/m)
+    expect(text).toMatch(/^settlementFeeBps\s+100\s+0\s+10000\s+fee on settlements/m)
   })
 
   it('bad input exits 2 with a clear message and writes nothing', async () => {

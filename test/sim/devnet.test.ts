@@ -3,10 +3,11 @@
  * others, a killed node shows as down and comes back with `restart`, `down` leaves no process, a stopped devnet
  * starts again with the same nodes, and bad arguments are usage errors. The tests run in order on one devnet.
  */
-import { readFileSync } from 'node:fs'
+import { existsSync, readFileSync } from 'node:fs'
 import { readFile } from 'node:fs/promises'
 import { join } from 'node:path'
 import { afterAll, beforeAll, describe, expect, it } from 'vitest'
+import { openMember } from '../../src/cli/member.js'
 import { type CliResult, killAll, removeTempDirs, runCli, tempDir } from '../helpers/process.js'
 
 interface NodeStatus {
@@ -15,11 +16,13 @@ interface NodeStatus {
   apiKey: string
   did: string
   peerId: string
+  dataDir: string
   pid: number | null
   running: boolean
   ready: boolean
   connectedPeers: number
   expectedPeers: number
+  member: { did: string; dir: string } | null
 }
 
 interface Status {
@@ -88,6 +91,11 @@ async function status(): Promise<Status> {
   return s
 }
 
+function ok(r: CliResult): CliResult {
+  expect(r.code, `stdout: ${r.stdout}\nstderr: ${r.stderr}`).toBe(0)
+  return r
+}
+
 function byName(s: Status, name: string): NodeStatus {
   const n = s.nodes.find((x) => x.name === name)
   if (!n) throw new Error(`no ${name} in the status`)
@@ -154,6 +162,52 @@ describe.sequential('icn devnet', () => {
     expect(table.stdout).toMatch(/node3\s+http:\/\/127\.0\.0\.1:\d+/)
     // The human table carries each node's API key, as the README promises.
     for (const n of s.nodes) expect(table.stdout).toMatch(new RegExp(`${n.name}\\s+\\S+\\s+${n.apiKey}\\s`))
+  })
+
+  it('each node has its own founding member, homed there, whose folder opens without a passphrase', async () => {
+    const s = await status()
+    const members = s.nodes.map((n) => n.member!)
+    for (const [i, n] of s.nodes.entries()) {
+      expect(n.member, n.name).toEqual({
+        did: expect.stringMatching(/^did:key:z6Mk/),
+        dir: join(dir, 'members', `member${i + 1}`),
+      })
+      expect(n.member!.did).not.toBe(n.did)
+    }
+    expect(new Set(members.map((m) => m.did)).size).toBe(3)
+
+    // The genesis lists exactly these members, each homed at its node; every node serves the same.
+    const genesis = JSON.parse(
+      ok(await runCli(['federation', 'show', join(dir, 'genesis.car'), '--json'])).stdout,
+    ) as {
+      members: string[]
+      homes: Record<string, string>
+    }
+    expect(genesis.members).toEqual(members.map((m) => m.did).sort())
+    expect(genesis.homes).toEqual(Object.fromEntries(s.nodes.map((n) => [n.member!.did, n.did])))
+    const served = (await (await fetch(`${byName(s, 'node2').apiUrl}/v1/federation`)).json()) as {
+      homes: Record<string, string>
+    }
+    expect(served.homes).toEqual(genesis.homes)
+
+    // `--member DIR` needs nothing else: no ICN_PASSPHRASE, no terminal.
+    for (const n of s.nodes) {
+      const m = await openMember(n.member!.dir, { env: {}, interactive: false })
+      expect(m).toMatchObject({ did: n.member!.did, dir: n.member!.dir, home: n.did, homeDataDir: n.dataDir })
+      expect(m.signer.did).toBe(n.member!.did)
+    }
+    const shown = JSON.parse(
+      ok(
+        await runCli(['member', 'show', '--dir', members[0]!.dir, '--json'], {
+          env: { ICN_PASSPHRASE: undefined },
+        }),
+      ).stdout,
+    ) as { did: string; home: string }
+    expect(shown).toMatchObject({ did: members[0]!.did, home: byName(s, 'node1').did })
+
+    const table = ok(await devnet(['status'])).stdout
+    expect(table).toMatch(/PEERS\s+MEMBER/)
+    for (const m of members) expect(table).toContain(m.dir)
   })
 
   it('a block written on node1 reaches node2 and node3', async () => {
@@ -234,6 +288,7 @@ describe.sequential('icn devnet', () => {
     const clean = await devnet(['down', '--clean'], 30_000)
     expect(clean.code, clean.stderr).toBe(0)
     for (const n of restarted.nodes) expect(await gone(n.pid!), n.name).toBe(true)
+    expect(existsSync(join(dir, 'members'))).toBe(false)
     const none = await devnet(['status'])
     expect(none.code).toBe(1)
     expect(none.stderr).toContain('DEVNET_NOT_FOUND')

@@ -209,7 +209,7 @@ function short(text: string, head: number): string {
 
 function table(nodes: DevnetNodeStatus[]): string {
   const rows = [
-    ['NAME', 'API', 'API KEY', 'DID', 'PEER ID', 'PID', 'RUNNING', 'READY', 'PEERS'],
+    ['NAME', 'API', 'API KEY', 'DID', 'PEER ID', 'PID', 'RUNNING', 'READY', 'PEERS', 'MEMBER'],
     ...nodes.map((n) => [
       n.name,
       n.apiUrl,
@@ -220,6 +220,7 @@ function table(nodes: DevnetNodeStatus[]): string {
       n.running ? 'yes' : 'no',
       n.ready ? 'yes' : 'no',
       n.running ? `${n.connectedPeers}/${n.expectedPeers}` : '-',
+      n.member ? `${short(n.member.did, 12)} ${n.member.dir}` : '-',
     ]),
   ]
   const widths = rows[0]!.map((_, i) => Math.max(...rows.map((r) => r[i]!.length)))
@@ -238,7 +239,10 @@ function statusTable(s: DevnetStatus): string {
   return (
     `${table(s.nodes)}\n` +
     `devnet ${s.dir}: ${up}/${s.nodes.length} nodes running, federation ${s.federation}\n` +
-    `Use a node: export ICN_API=<API> ICN_API_KEY=<API KEY>, or --data-dir ${quote(s.dir)}/<NAME>`
+    `Use a node: export ICN_API=<API> ICN_API_KEY=<API KEY>, or --data-dir ${quote(s.dir)}/<NAME>` +
+    (s.nodes.some((n) => n.member)
+      ? `\nAct as the member homed at a node: --member <MEMBER folder> (it opens without a passphrase prompt)`
+      : '')
   )
 }
 

@@ -19,6 +19,8 @@ interface FederationSummary {
   founder: string
   members: string[]
   nodes: string[]
+  /** Member DID → home node DID, for every member. */
+  homes: Record<string, string>
   parameters: Record<string, number>
   file: string
 }
@@ -33,14 +35,37 @@ function describeFederation(s: FederationSummary, verb: string): string {
     `federation ${s.id}`,
     `  name        ${s.name}`,
     `  founder     ${s.founder}`,
-    `  members     ${s.members.length}`,
-    ...s.members.map((m) => `    ${m}`),
+    `  members     ${s.members.length} (each with its home node)`,
+    ...s.members.map((m) => `    ${m}  home ${s.homes[m] ?? '?'}`),
     `  nodes       ${s.nodes.length}`,
     ...s.nodes.map((n) => `    ${n}`),
     '  parameters',
     ...Object.entries(s.parameters).map(([k, v]) => `    ${k.padEnd(width)}  ${v}`),
     `${verb} ${s.file}`,
   ].join('\n')
+}
+
+/**
+ * The founding members and their homes from repeated `--member DID[@NODE_DID]`: without `@NODE_DID` the genesis
+ * default applies (the first node in sorted order). A malformed value is a usage error (exit 2); whether the DIDs
+ * are valid and the home is one of the nodes is left to `checkGenesisInput`, which says which one is wrong.
+ */
+export function parseMembers(items: string[]): { members: string[]; homes: Record<string, string> } {
+  const members: string[] = []
+  const homes: Record<string, string> = {}
+  for (const item of items) {
+    const at = item.indexOf('@')
+    const member = (at < 0 ? item : item.slice(0, at)).trim()
+    const home = at < 0 ? undefined : item.slice(at + 1).trim()
+    if (member === '' || home === '' || home?.includes('@'))
+      throw new CliError(
+        `--member must be DID or DID@NODE_DID (the member's home node), got ${JSON.stringify(item.slice(0, 200))}`,
+        EXIT.usage,
+      )
+    members.push(member)
+    if (home !== undefined) homes[member] = home
+  }
+  return { members, homes }
 }
 
 /** Genesis file errors a user fixes by changing the command line: exit 2, keeping the error's code. */
@@ -63,7 +88,13 @@ export function registerFederation(program: Command): void {
     )
     .requiredOption('--name <name>', 'federation name: 1-64 of A-Z a-z 0-9 space . _ -')
     .requiredOption('--out <file>', 'genesis CAR file to write')
-    .option('--member <did>', 'a founding member (repeat for more; default: the founder)', collect)
+    .option(
+      '--member <did[@node]>',
+      'a founding member, optionally with its home node, which must be the founder or a --node (repeat for ' +
+        'more; default: the founder, homed at itself; a member without @node is homed at the first node in ' +
+        'sorted order)',
+      collect,
+    )
     .option('--node <did>', 'a node allowed to join, besides the founder (repeat for more)', collect)
     .option(
       '--param <key=value>',
@@ -95,12 +126,24 @@ export function registerFederation(program: Command): void {
         const parameters = parseParameterAssignments(opts.param ?? [])
         const founder = await readDid(opts.dataDir)
         const nodes = opts.node ?? []
+        const given = opts.member
+          ? parseMembers(opts.member)
+          : { members: [founder], homes: { [founder]: founder } }
         const input = {
           name: opts.name,
-          members: opts.member ?? [founder],
+          members: given.members,
           nodes: nodes.includes(founder) ? nodes : [founder, ...nodes],
+          homes: given.homes,
           parameters,
         }
+        for (const [member, home] of Object.entries(input.homes))
+          if (!input.nodes.includes(home))
+            throw new CliError(
+              `the home ${JSON.stringify(home.slice(0, 200))} of member ${member} is not one of the nodes: ` +
+                'a home must be the founder or be given with --node too',
+              EXIT.usage,
+              'INVALID_GENESIS',
+            )
         checkGenesisInput(input)
         if (!opts.force && (await fileExists(file)))
           throw new CliError(

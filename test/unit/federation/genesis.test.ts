@@ -18,11 +18,13 @@ import {
   createGenesis,
   defaultParameters,
   type Federation,
+  federationSummary,
   GENESIS_CHAIN,
   GENESIS_TYPE,
   GenesisExistsError,
   GenesisNotFoundError,
   InvalidGenesisError,
+  memberHome,
   parseGenesis,
   readGenesisFile,
   writeGenesisFile,
@@ -128,7 +130,15 @@ describe('createGenesis and parseGenesis', () => {
       author: founder.did,
       ts: TS,
     })
-    expect(Object.keys(record.body as object).sort()).toEqual(['members', 'name', 'nodes', 'parameters'])
+    expect(Object.keys(record.body as object).sort()).toEqual([
+      'homes',
+      'members',
+      'name',
+      'nodes',
+      'parameters',
+    ])
+    // Every member is written into homes; one the input leaves out is at the first node.
+    expect((record.body as { homes: unknown }).homes).toEqual({ [alice]: [founder.did, bob].sort()[0] })
     expect(plain(parseGenesis(f.genesis))).toEqual(plain(f))
   })
 
@@ -198,8 +208,9 @@ describe('createGenesis and parseGenesis', () => {
     const good = { name: 'F', members: [alice], nodes: [founder.did], parameters: defaultParameters() }
     const cases: [unknown, RegExp][] = [
       ['a string', /not a map/],
-      [{ ...good, extra: 1 }, /exactly members, name, nodes, parameters/],
-      [{ name: 'F', members: [alice], nodes: [founder.did] }, /exactly/],
+      [{ ...good, extra: 1 }, /must be members, name, nodes, parameters and optionally homes/],
+      [{ name: 'F', members: [alice], nodes: [founder.did] }, /must be members/],
+      [{ name: 'F', members: [alice], nodes: [founder.did], homes: {} }, /must be members/],
       [{ ...good, name: 7 }, /name/],
       [{ ...good, name: 'bad/name' }, /name/],
       [{ ...good, members: [] }, /at least one/],
@@ -209,8 +220,14 @@ describe('createGenesis and parseGenesis', () => {
       [{ ...good, members: ['did:key:zBad'] }, /did:key/],
       [{ ...good, parameters: { ...defaultParameters(), syncIntervalMs: 10 } }, /syncIntervalMs/],
       [{ ...good, parameters: { ...defaultParameters(), extra: 1 } }, /unknown/],
-      [{ ...good, parameters: { syncIntervalMs: 10_000 } }, /missing maxMessageBytes/],
+      [{ ...good, parameters: { syncIntervalMs: 10 } }, /syncIntervalMs/],
+      [{ ...good, parameters: { manaCap: -1 } }, /manaCap/],
       [{ ...good, parameters: null }, /parameters/],
+      [{ ...good, homes: [alice] }, /homes must be a map/],
+      [{ ...good, homes: 'x' }, /homes must be a map/],
+      [{ ...good, homes: { [bob]: founder.did } }, /not one of the members/],
+      [{ ...good, homes: { [alice]: bob } }, /must be one of the nodes/],
+      [{ ...good, homes: { [alice]: 7 } }, /must be one of the nodes, got number/],
     ]
     for (const [body, expected] of cases) {
       const r = await genesisCode(signedRecord({ body }))
@@ -220,6 +237,93 @@ describe('createGenesis and parseGenesis', () => {
       parseGenesis(signedRecord({ body: { ...good, members: ['did:key:zBad'] } })),
     )
     expect((dupDid.cause as { code: string }).code).toBe('INVALID_DID')
+  })
+})
+
+describe('parameters added after a genesis was written', () => {
+  it('a genesis with only some parameters is valid: the others take their defaults', () => {
+    const body = { name: 'F', members: [alice], nodes: [founder.did], parameters: { syncIntervalMs: 2_000 } }
+    const f = parseGenesis(signedRecord({ body }))
+    expect(f.parameters).toEqual({ ...defaultParameters(), syncIntervalMs: 2_000 })
+    expect(parseGenesis(signedRecord({ body: { ...body, parameters: {} } })).parameters).toEqual(
+      defaultParameters(),
+    )
+  })
+
+  it('loads a genesis file written before the ledger parameters and homes existed', async () => {
+    // Written by the code of commit f673ac7 (four parameters, syncIntervalMs set to 5000, no homes).
+    const f = await readGenesisFile(
+      new URL('../../fixtures/genesis-four-parameters.car', import.meta.url).pathname,
+    )
+    expect(f.id).toBe('bafyreifrogvmdpf2nhldwra5ivmsz22kjgbemzdpaxliz6izyr4ry6rkey')
+    const record = decodeSignedBlock(f.genesis.bytes)
+    expect(Object.keys(record.body as object).sort()).toEqual(['members', 'name', 'nodes', 'parameters'])
+    expect(Object.keys((record.body as { parameters: object }).parameters)).toHaveLength(4)
+    expect(f.parameters).toEqual({
+      ...defaultParameters(),
+      syncIntervalMs: 5_000,
+      manaCap: 10_000,
+      manaRegenSeconds: 86_400,
+      memberAllocation: 10_000,
+      treasuryAllocation: 0,
+      settlementFeeBps: 100,
+      ledgerSkewMs: 30_000,
+      recordMaxTtlMs: 3_600_000,
+    })
+    // No homes in the file: every member is homed at the first node in sorted order.
+    expect(f.nodes).toHaveLength(2)
+    expect(f.homes).toEqual(Object.fromEntries(f.members.map((m) => [m, f.nodes[0]])))
+    // Rewriting it keeps its bytes (and so its id): nothing is re-encoded.
+    const path = join(dir, 'old-rewritten.car')
+    await writeGenesisFile(path, f)
+    expect((await readGenesisFile(path)).id).toBe(f.id)
+  })
+})
+
+describe('member homes', () => {
+  const nodes = [founder.did, bob].sort()
+
+  it('records the given homes and homes the others at the first node in sorted order', () => {
+    const carol = Signer.generate().did
+    const f = genesis({ members: [alice, carol], nodes, homes: { [carol]: nodes[1]! } })
+    expect(f.homes).toEqual({ [alice]: nodes[0], [carol]: nodes[1] })
+    expect(memberHome(f, carol)).toBe(nodes[1])
+    expect(memberHome(f, alice)).toBe(nodes[0])
+    expect(memberHome(f, bob)).toBeUndefined()
+    expect(memberHome(f, 'toString')).toBeUndefined()
+    expect(memberHome(f, '__proto__')).toBeUndefined()
+    expect(parseGenesis(f.genesis).homes).toEqual(f.homes)
+    expect(federationSummary(f).homes).toEqual(f.homes)
+    // The same homes, given or defaulted, are the same genesis.
+    expect(genesis({ members: [alice], nodes, homes: { [alice]: nodes[0]! } }).id).toBe(
+      genesis({ members: [alice], nodes }).id,
+    )
+  })
+
+  it('a stored genesis may leave members out of homes, or have no homes at all', () => {
+    const carol = Signer.generate().did
+    const members = [alice, carol].sort()
+    const base = { name: 'F', members, nodes, parameters: defaultParameters() }
+    expect(parseGenesis(signedRecord({ body: base })).homes).toEqual({ [alice]: nodes[0], [carol]: nodes[0] })
+    expect(parseGenesis(signedRecord({ body: { ...base, homes: {} } })).homes).toEqual({
+      [alice]: nodes[0],
+      [carol]: nodes[0],
+    })
+    expect(parseGenesis(signedRecord({ body: { ...base, homes: { [carol]: nodes[1] } } })).homes).toEqual({
+      [alice]: nodes[0],
+      [carol]: nodes[1],
+    })
+  })
+
+  it('rejects homes for non-members and homes that are not nodes, before signing', async () => {
+    const notMember = await errorOf(() => genesis({ members: [alice], nodes, homes: { [bob]: nodes[0]! } }))
+    expect(notMember).toBeInstanceOf(InvalidGenesisError)
+    expect(notMember.message).toContain('not one of the members')
+    const notNode = await errorOf(() => genesis({ members: [alice], nodes, homes: { [alice]: alice } }))
+    expect(notNode).toBeInstanceOf(InvalidGenesisError)
+    expect(notNode.message).toContain('must be one of the nodes')
+    const bad = await errorOf(() => genesis({ homes: 'nope' as unknown as Record<string, string> }))
+    expect(bad.code).toBe('INVALID_GENESIS')
   })
 })
 

@@ -14,6 +14,13 @@ const BOUNDS = {
   maxMessageBytes: { default: 1_048_576, minimum: 65_536, maximum: 4_194_304 },
   maxBlocksPerResponse: { default: 1_024, minimum: 16, maximum: 4_096 },
   maxResponseBytes: { default: 4_194_304, minimum: 262_144, maximum: 16_777_216 },
+  manaCap: { default: 10_000, minimum: 0, maximum: 1_000_000_000_000 },
+  manaRegenSeconds: { default: 86_400, minimum: 1, maximum: 31_536_000 },
+  memberAllocation: { default: 10_000, minimum: 0, maximum: 1_000_000_000_000 },
+  treasuryAllocation: { default: 0, minimum: 0, maximum: 1_000_000_000_000_000 },
+  settlementFeeBps: { default: 100, minimum: 0, maximum: 10_000 },
+  ledgerSkewMs: { default: 30_000, minimum: 0, maximum: 3_600_000 },
+  recordMaxTtlMs: { default: 3_600_000, minimum: 1_000, maximum: 604_800_000 },
 } as const
 type Name = keyof typeof BOUNDS
 const NAMES = Object.keys(BOUNDS) as Name[]
