@@ -2,6 +2,7 @@ import { type Static, Type } from 'typebox'
 // Each module's routes.ts directly: the CLI's client loads this table, and dag/index.js would bring both store
 // backends with it, network/index.js libp2p.
 import { dagRoutes } from '../dag/routes.js'
+import { economicsRoutes } from '../economics/routes.js'
 import { networkRoutes } from '../network/routes.js'
 import { nodeRoutes } from '../node/routes.js'
 import { composeRoutes, route } from './module.js'
@@ -47,7 +48,7 @@ export const apiRoutes = {
  * composes them into the one typed table. The server registers these, the OpenAPI document is generated from
  * them and the CLI's typed client calls them.
  */
-export const routes = composeRoutes(nodeRoutes, apiRoutes, networkRoutes, dagRoutes)
+export const routes = composeRoutes(nodeRoutes, apiRoutes, networkRoutes, dagRoutes, economicsRoutes)
 
 export type Routes = typeof routes
 export type RouteId = keyof Routes

@@ -7,6 +7,7 @@ import { registerDevnet } from './commands/devnet.js'
 import { registerFederation } from './commands/federation.js'
 import { registerId } from './commands/id.js'
 import { registerInit } from './commands/init.js'
+import { registerMana } from './commands/mana.js'
 import { registerMember } from './commands/member.js'
 import { registerNode } from './commands/node.js'
 import { CliError, EXIT } from './common.js'
@@ -51,6 +52,7 @@ export function buildProgram(): Command {
   registerDag(program)
   registerDevnet(program)
   registerFederation(program)
+  registerMana(program)
   registerMember(program)
   for (const cmd of allCommands(program)) cmd.exitOverride()
   return program

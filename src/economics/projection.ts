@@ -58,17 +58,6 @@ export const LedgerBatchBody = Type.Object(
   { additionalProperties: false },
 )
 
-/** Defaults of the ledger parameters, for a federation whose parameters predate them. */
-const PARAM_DEFAULTS = {
-  manaCap: 10_000,
-  manaRegenSeconds: 86_400,
-  memberAllocation: 10_000,
-  treasuryAllocation: 0,
-  settlementFeeBps: 100,
-  ledgerSkewMs: 30_000,
-  recordMaxTtlMs: 3_600_000,
-}
-
 /** The federation's ledger: parameters, genesis time and who is homed where. */
 export interface LedgerSetup {
   federation: string
@@ -84,10 +73,9 @@ export interface LedgerSetup {
 }
 
 export function ledgerSetup(f: Federation): LedgerSetup {
-  const p = { ...PARAM_DEFAULTS, ...(f.parameters as Partial<typeof PARAM_DEFAULTS>) }
+  const p = f.parameters
   const nodes = [...f.nodes].sort()
-  const homesGiven = (f as { homes?: Record<string, string> }).homes ?? {}
-  const homes = new Map(f.members.map((m) => [m, homesGiven[m] ?? nodes[0]!]))
+  const homes = new Map(f.members.map((m) => [m, f.homes[m] ?? nodes[0]!]))
   return {
     federation: f.id,
     params: {

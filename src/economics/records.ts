@@ -64,16 +64,6 @@ export const SignedTransfer = Type.Object(
 )
 export const SignedHold = Type.Object({ ...HoldFields.properties, sig: Sig }, { additionalProperties: false })
 
-/** JSON form (API bodies): the same fields, `sig` as base64url text. */
-export const TransferRecordJson = Type.Object(
-  {
-    ...TransferFields.properties,
-    sig: Type.String({ pattern: '^[A-Za-z0-9_-]{86}$', description: 'Ed25519 signature, base64url' }),
-  },
-  { additionalProperties: false },
-)
-export type TransferRecordJson = Static<typeof TransferRecordJson>
-
 const checkTransfer = Compile(SignedTransfer)
 const checkHold = Compile(SignedHold)
 

@@ -1,13 +1,21 @@
-import { type TSchema, Type } from 'typebox'
-// The route type only (typebox and types): the CLI's client imports this file.
-import type { RouteDef } from '../api/routes.js'
-import { TransferRecordJson } from './records.js'
+import { Type } from 'typebox'
+// typebox and the route contract only: the CLI's client loads this file (a test checks the table's imports).
+import { route } from '../api/module.js'
 
-function route<P extends TSchema, Q extends TSchema, B extends TSchema, R extends TSchema>(
-  def: RouteDef<P, Q, B, R>,
-): RouteDef<P, Q, B, R> {
-  return def
-}
+/** A member-signed transfer record in JSON (docs/protocol.md "Member records"); `sig` as base64url. */
+export const TransferRecordJson = Type.Object(
+  {
+    kind: Type.Literal('transfer'),
+    federation: Type.String({ minLength: 1, maxLength: 128, description: 'federation id (genesis CID)' }),
+    member: Type.String({ minLength: 1, maxLength: 128, description: "the paying member's did:key (the signer)" }),
+    to: Type.String({ minLength: 1, maxLength: 128, description: "the payee's account id" }),
+    amount: Type.Integer({ minimum: 1, maximum: Number.MAX_SAFE_INTEGER, description: 'smallest units' }),
+    nonce: Type.String({ pattern: '^[A-Za-z0-9_-]{8,64}$', description: 'never reused by this member' }),
+    expires: Type.Integer({ minimum: 0, maximum: Number.MAX_SAFE_INTEGER, description: 'ms since the epoch' }),
+    sig: Type.String({ pattern: '^[A-Za-z0-9_-]{86}$', description: 'Ed25519 signature, base64url' }),
+  },
+  { additionalProperties: false },
+)
 
 const Amount = Type.Integer({ description: 'smallest units' })
 export const AccountSchema = Type.Object(
