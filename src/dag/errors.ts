@@ -173,3 +173,14 @@ export class ChainConflictError extends IcnError {
     )
   }
 }
+
+/**
+ * A statement sent through the store's SQL door (`BlockStore.sql()`) failed for a reason other than the
+ * database being unavailable: bad SQL, a constraint, a type. `details.driverCode` is the driver's code.
+ */
+export class SqlError extends IcnError {
+  override readonly name = 'SqlError'
+  constructor(message: string, options?: { cause?: unknown; details?: Record<string, unknown> }) {
+    super('SQL_FAILED', message, options)
+  }
+}
