@@ -383,10 +383,12 @@ export class ProjectionRunner {
 
   private kick(): void {
     if (!this.running || this.looping) return
-    this.looping = this.loop().finally(() => {
-      this.looping = undefined
-      if (this.dirty.size > 0) this.kick()
-    })
+    this.looping = this.loop()
+      .catch((err: unknown) => this.logger?.error({ err }, 'projection fold loop failed'))
+      .finally(() => {
+        this.looping = undefined
+        if (this.dirty.size > 0) this.kick()
+      })
   }
 
   /** Run `fn` holding the fold lock (the fold loop, reindex and dump never overlap). */
@@ -538,7 +540,8 @@ export class ProjectionRunner {
           },
           'fold deferred',
         )
-        this.after(deferred.untilMs - this.clock.now(), () => {
+        // At least retryMinMs: a fold that defers to a time already past must not spin.
+        this.after(Math.max(this.retryMinMs, deferred.untilMs - this.clock.now()), () => {
           this.dirty.add(chain)
           this.kick()
         })

@@ -21,7 +21,7 @@ import {
   SCHEMA_MISMATCH,
 } from '../../../src/state/index.js'
 import { ManualClock } from '../../helpers/manual-clock.js'
-import { createTestDatabase, type TestDatabase } from '../../helpers/pg.js'
+import { createTestDatabase, rewritePgUrl, TcpProxy, type TestDatabase } from '../../helpers/pg.js'
 import {
   type FixtureHooks,
   fixtureBlock,
@@ -401,8 +401,83 @@ describe('ProjectionRunner: outcomes', () => {
   })
 })
 
-/** Wait for a condition that an event makes true, turning the event loop meanwhile (bounded). */
-async function vitestUntil(cond: () => boolean): Promise<void> {
-  for (let i = 0; i < 10_000 && !cond(); i++) await new Promise((r) => setImmediate(r))
+/** Wait for a condition that the runner's own work makes true, turning the event loop meanwhile (bounded). */
+async function vitestUntil(cond: () => boolean, turns = 10_000): Promise<void> {
+  for (let i = 0; i < turns && !cond(); i++) await new Promise((r) => setImmediate(r))
   if (!cond()) throw new Error('condition not met')
 }
+
+/** Poll a condition on real time (the runner retries on the real clock here), failing after `ms`. */
+async function pollUntil(cond: () => boolean, ms: number): Promise<void> {
+  const deadline = Date.now() + ms
+  while (!cond()) {
+    if (Date.now() > deadline) throw new Error('condition not met in time')
+    await new Promise((r) => setTimeout(r, 10))
+  }
+}
+
+describe('ProjectionRunner: evidence and outages', () => {
+  it('an equivocation on a folded chain is logged and counted; the block the store holds stays folded', async () => {
+    const store = await openStore(await backend('sqlite'))
+    const alice = Signer.generate()
+    const chain = values(alice)
+    const [b0, b1] = fixtureChain(alice, chain, [{ n: 1 }, { n: 2 }])
+    const rival = fixtureBlock(alice, chain, 1, b0!.cid, { n: 500 })
+    const metrics = createMetrics({ collectProcess: false })
+    const r = runnerFor(store, [valueProjection()], { metrics })
+    await r.start()
+    await store.putMany([b0!, b1!])
+    await r.waitFor(chain, 1)
+    expect((await store.put(rival)).status).toBe('equivocation')
+    expect((await metrics.projectionEquivocations.get()).values[0]?.value).toBe(1)
+    expect((await r.dump()).fixture_chains).toEqual([{ chain, blocks: 2, total: 3 }])
+    await r.reindex()
+    expect((await r.dump()).fixture_chains).toEqual([{ chain, blocks: 2, total: 3 }])
+  })
+
+  it('a PostgreSQL outage in the middle of a fold faults the projection; it comes back by itself', async () => {
+    const db = await createTestDatabase()
+    cleanups.push(() => db.drop())
+    const proxy = TcpProxy.forUrl(db.url)
+    const port = await proxy.start()
+    cleanups.push(() => proxy.stop())
+    const store = new PostgresBlockStore({
+      url: rewritePgUrl(db.url, { host: '127.0.0.1', port }),
+      timeoutMs: 2_000,
+      connectTimeoutMs: 1_000,
+    })
+    await store.open()
+    cleanups.push(() => store.close())
+    const alice = Signer.generate()
+    const chain = values(alice)
+    const blocks = fixtureChain(alice, chain, [{ n: 1 }, { n: 2 }, { n: 3 }])
+    let cut = false
+    const metrics = createMetrics({ collectProcess: false })
+    const r = runnerFor(
+      store,
+      [
+        valueProjection({
+          // Cut the database off while block 1's fold transaction is open.
+          beforeFold: async (ctx) => {
+            if (ctx.block.seq === 1 && !cut) {
+              cut = true
+              await proxy.stop()
+            }
+          },
+        }),
+      ],
+      { metrics, options: { batchBlocks: 1, retryMinMs: 20, retryMaxMs: 200 } },
+    )
+    await r.start()
+    const fault = r.waitFor(chain, 2)
+    await store.putMany(blocks)
+    await expect(fault).rejects.toMatchObject({ code: 'PROJECTION_FAULTED' })
+    expect(r.status()).toMatchObject({ ready: false })
+    await proxy.start(port)
+    // Retries (20 ms, doubling to 200 ms) until the database answers again.
+    await pollUntil(() => r.status().ready, 20_000)
+    await r.waitFor(chain, 2)
+    expect((await r.dump()).fixture_chains).toEqual([{ chain, blocks: 3, total: 6 }])
+    expect((await metrics.projectionFaults.get()).values[0]?.value).toBeGreaterThanOrEqual(1)
+  })
+})
