@@ -123,7 +123,8 @@ export class IcnNode {
       { store: this.store, signer: modules.signer, logger: storeLogger },
     )
     this.state = new ProjectionRunner(
-      {},
+      // On PostgreSQL other nodes may share the database: look for the blocks they stored now and then.
+      { refreshMs: options.store === 'postgres' ? 5_000 : 0 },
       {
         store: this.store,
         logger: this.logger.child({ module: 'state' }),

@@ -27,6 +27,11 @@ export interface ProjectionRunnerOptions {
   retryMinMs?: number
   /** Longest wait between retries of a faulted projection (default 30 000 ms). */
   retryMaxMs?: number
+  /**
+   * Re-read the chain heads this often (default 0: never) to notice blocks stored by another process that
+   * shares the database (PostgreSQL, nodes with other DIDs), which this store's commit events do not tell.
+   */
+  refreshMs?: number
 }
 
 export interface ProjectionRunnerComponents {
@@ -136,6 +141,7 @@ export class ProjectionRunner {
   private readonly batch: number
   private readonly retryMinMs: number
   private readonly retryMaxMs: number
+  private readonly refreshMs: number
   private readonly regs: Registered[] = []
   private readonly modules = new Map<string, StateModule>()
   private sqlAccess?: SqlAccess
@@ -159,6 +165,7 @@ export class ProjectionRunner {
     this.batch = Math.max(1, Math.floor(options.batchBlocks ?? 64))
     this.retryMinMs = options.retryMinMs ?? 250
     this.retryMaxMs = options.retryMaxMs ?? 30_000
+    this.refreshMs = options.refreshMs ?? 0
   }
 
   /** Add a projection; before `start()`. Names are unique; modules are shared by name (same migrations). */
@@ -231,6 +238,7 @@ export class ProjectionRunner {
       )
       this.kick()
       await this.looping
+      if (this.refreshMs > 0) this.after(this.refreshMs, () => void this.refresh())
     } catch (err) {
       this.phase = 'stopping'
       await this.halt()
@@ -268,9 +276,22 @@ export class ProjectionRunner {
 
   // ---- migrations and versions ----
 
-  private async migrateAll(): Promise<void> {
+  /**
+   * A transaction that, on PostgreSQL, first takes a transaction-scoped advisory lock on `key`: nodes with other
+   * DIDs may share one database, so their runners serialise migrations, version checks and each cursor's folds.
+   * SQLite is one process's alone (its exclusive lock): nothing to take.
+   */
+  private lockedTx<T>(key: string, fn: (tx: SqlQueries) => Promise<T>): Promise<T> {
     const sql = this.sql
-    await sql.transaction(async (tx) => {
+    return sql.transaction(async (tx) => {
+      if (sql.dialect === 'postgres')
+        await tx.query('SELECT pg_advisory_xact_lock(hashtextextended($1, 0))', [`icn:state:${key}`])
+      return fn(tx)
+    })
+  }
+
+  private async migrateAll(): Promise<void> {
+    await this.lockedTx('migrations', async (tx) => {
       await tx.exec(
         'CREATE TABLE IF NOT EXISTS state_migrations (module TEXT NOT NULL, version INTEGER NOT NULL, applied_at BIGINT NOT NULL, PRIMARY KEY (module, version))',
       )
@@ -280,47 +301,55 @@ export class ProjectionRunner {
   }
 
   private async migrate(module: string, migrations: Migration[]): Promise<void> {
-    const sql = this.sql
-    const rows = await sql.query('SELECT version FROM state_migrations WHERE module = $1', [module])
-    const applied = new Set(rows.map((r) => Number(r.version)))
+    const dialect = this.sql.dialect
+    const appliedIn = async (q: SqlQueries): Promise<Set<number>> =>
+      new Set(
+        (await q.query('SELECT version FROM state_migrations WHERE module = $1', [module])).map((r) =>
+          Number(r.version),
+        ),
+      )
+    const applied = await appliedIn(this.sql)
     const newest = Math.max(0, ...applied)
     if (newest > migrations.length) throw new StateSchemaTooNewError(module, newest, migrations.length)
     for (const m of migrations) {
       if (applied.has(m.version)) continue
-      await sql.transaction(async (tx) => {
-        await tx.exec(sql.dialect === 'sqlite' ? m.sqlite : m.postgres)
+      const done = await this.lockedTx('migrations', async (tx) => {
+        // Another process sharing the database may have applied it meanwhile.
+        if ((await appliedIn(tx)).has(m.version)) return false
+        await tx.exec(dialect === 'sqlite' ? m.sqlite : m.postgres)
         await tx.query('INSERT INTO state_migrations (module, version, applied_at) VALUES ($1, $2, $3)', [
           module,
           m.version,
           this.clock.now(),
         ])
+        return true
       })
-      this.logger?.info({ module, version: m.version, description: m.description }, 'state migration applied')
+      if (done)
+        this.logger?.info(
+          { module, version: m.version, description: m.description },
+          'state migration applied',
+        )
     }
   }
 
   private async checkVersions(): Promise<void> {
-    const rows = await this.sql.query('SELECT name, version FROM state_projections')
-    const stored = new Map(rows.map((r) => [r.name as string, Number(r.version)]))
     for (const m of this.modules.values()) {
       const regs = this.regs.filter((r) => r.p.module.name === m.name)
-      const changed = regs.filter((r) => stored.has(r.p.name) && stored.get(r.p.name) !== r.p.version)
-      const fresh = regs.filter((r) => !stored.has(r.p.name))
-      if (changed.length > 0) {
-        for (const r of changed)
-          this.logger?.warn(
-            { projection: r.p.name, module: m.name, from: stored.get(r.p.name), to: r.p.version },
-            'projection version changed: clearing its module and refolding from the blocks',
-          )
-        await this.sql.transaction(async (tx) => {
+      await this.lockedTx('migrations', async (tx) => {
+        const rows = await tx.query('SELECT name, version FROM state_projections')
+        const stored = new Map(rows.map((r) => [r.name as string, Number(r.version)]))
+        const changed = regs.filter((r) => stored.has(r.p.name) && stored.get(r.p.name) !== r.p.version)
+        const fresh = regs.filter((r) => !stored.has(r.p.name))
+        if (changed.length > 0) {
+          for (const r of changed)
+            this.logger?.warn(
+              { projection: r.p.name, module: m.name, from: stored.get(r.p.name), to: r.p.version },
+              'projection version changed: clearing its module and refolding from the blocks',
+            )
           await this.clearModule(tx, m, regs)
           for (const r of regs) await this.initProjection(tx, r)
-        })
-      } else if (fresh.length > 0) {
-        await this.sql.transaction(async (tx) => {
-          for (const r of fresh) await this.initProjection(tx, r)
-        })
-      }
+        } else for (const r of fresh) await this.initProjection(tx, r)
+      })
     }
   }
 
@@ -357,6 +386,22 @@ export class ProjectionRunner {
   private noteHead(chain: string, seq: number): void {
     const known = this.heads.get(chain)
     if (known === undefined || seq > known) this.heads.set(chain, seq)
+  }
+
+  /** Heads from the store: a chain some projection is behind on is folded (see `refreshMs`). */
+  private async refresh(): Promise<void> {
+    if (!this.running) return
+    try {
+      for (const h of await this.store.chainHeads()) {
+        this.noteHead(h.chain, h.seq)
+        if (this.regs.some((r) => r.p.chains(h.chain) && this.cursor(r, h.chain) < h.seq))
+          this.dirty.add(h.chain)
+      }
+      this.kick()
+    } catch (err) {
+      this.logger?.debug({ err }, 'reading chain heads failed; trying again later')
+    }
+    if (this.running) this.after(this.refreshMs, () => void this.refresh())
   }
 
   private onCommit(e: CommitEvent): void {
@@ -512,9 +557,19 @@ export class ProjectionRunner {
       const blocks = await this.store.chainRange(chain, from, this.batch)
       if (blocks.length === 0) return
       const started = performance.now()
-      const { counts, last, deferred } = await this.sql.transaction((tx) =>
-        this.foldBatch(r, tx, chain, blocks),
+      const { counts, last, deferred, moved } = await this.lockedTx(`cursor:${name}:${chain}`, (tx) =>
+        this.foldBatch(r, tx, chain, from, blocks),
       )
+      if (moved !== undefined) {
+        // Another runner on a shared database (or a reindex) moved this cursor: go on from where it is.
+        this.logger?.debug(
+          { projection: name, chain, expected: from - 1, found: moved },
+          'cursor moved elsewhere',
+        )
+        r.cursors.set(chain, moved)
+        this.resolveWaiters()
+        continue
+      }
       this.metrics?.projectionFold.observe({ projection: name }, (performance.now() - started) / 1000)
       for (const [outcome, n] of Object.entries(counts))
         if (n > 0) this.metrics?.projectionBlocks.inc({ projection: name, outcome }, n)
@@ -555,13 +610,22 @@ export class ProjectionRunner {
     r: Registered,
     tx: SqlQueries,
     chain: string,
+    from: number,
     blocks: Block[],
   ): Promise<{
     counts: Counts
     last?: { seq: number; cid: string }
     deferred?: { seq: number; cid: string; untilMs: number; reason: string }
+    /** The stored cursor is not where this runner thought (`from - 1`): nothing was folded. */
+    moved?: number
   }> {
     const counts: Counts = { applied: 0, rejected: 0, skipped: 0, deferred: 0 }
+    const stored = await tx.query('SELECT seq FROM state_cursors WHERE projection = $1 AND chain = $2', [
+      r.p.name,
+      chain,
+    ])
+    const at = stored[0] ? Number(stored[0].seq) : -1
+    if (at !== from - 1) return { counts, moved: at }
     let last: { seq: number; cid: string } | undefined
     let deferred: { seq: number; cid: string; untilMs: number; reason: string } | undefined
     const name = r.p.name
@@ -711,7 +775,7 @@ export class ProjectionRunner {
     let blocks = 0
     let chainsDone = 0
     await this.exclusive(async () => {
-      await this.sql.transaction(async (tx) => {
+      await this.lockedTx('migrations', async (tx) => {
         for (const m of this.modules.values()) {
           const regs = this.regs.filter((r) => r.p.module.name === m.name)
           await this.clearModule(tx, m, regs)

@@ -435,6 +435,36 @@ describe('ProjectionRunner: evidence and outages', () => {
     expect((await r.dump()).fixture_chains).toEqual([{ chain, blocks: 2, total: 3 }])
   })
 
+  it('two runners on one shared PostgreSQL database (nodes with other DIDs) fold every block once', async () => {
+    const db = await createTestDatabase()
+    cleanups.push(() => db.drop())
+    const [s1, s2] = [new PostgresBlockStore({ url: db.url }), new PostgresBlockStore({ url: db.url })]
+    await Promise.all([s1.open(), s2.open()])
+    cleanups.push(() => s1.close())
+    cleanups.push(() => s2.close())
+    const signers = [Signer.generate(), Signer.generate()]
+    const chains = signers.map((s) =>
+      fixtureChain(
+        s,
+        values(s),
+        Array.from({ length: 12 }, (_, i) => ({ n: 2 * i })),
+      ),
+    )
+    // Each store tells its runner only of its own commits: refreshMs finds the other's.
+    const options = { batchBlocks: 4, refreshMs: 20 }
+    const [r1, r2] = [
+      runnerFor(s1, [valueProjection()], { options }),
+      runnerFor(s2, [valueProjection()], { options }),
+    ]
+    await Promise.all([r1.start(), r2.start()])
+    // Both stores commit (the same blocks land once), both runners follow their own store's commits.
+    for (const [i, blk] of interleave<Block>(chains, 7).entries()) await (i % 2 ? s1 : s2).put(blk)
+    for (const s of signers) await Promise.all([r1.waitFor(values(s), 11), r2.waitFor(values(s), 11)])
+    const d = await r1.dump()
+    expect(d.fixture_totals).toEqual([{ k: 'all', blocks: 24, total: 2 * 2 * 66 }])
+    expect(dumpDifferences(d, await r2.dump())).toEqual([])
+  })
+
   it('a PostgreSQL outage in the middle of a fold faults the projection; it comes back by itself', async () => {
     const db = await createTestDatabase()
     cleanups.push(() => db.drop())
