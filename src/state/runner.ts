@@ -220,13 +220,23 @@ export class ProjectionRunner {
     if (this.phase !== 'created') return
     this.phase = 'starting'
     try {
+      // stop() may come while this waits: it wins.
+      const stillStarting = (): void => {
+        if (this.phase !== 'starting')
+          throw new RunnerStoppedError('the projection runner was stopped while starting')
+      }
       this.sqlAccess = this.store.sql()
       await this.migrateAll()
+      stillStarting()
       await this.checkVersions()
+      stillStarting()
       await this.loadCursors()
+      stillStarting()
       // Subscribe before reading the heads: a commit in between is seen twice (harmless), never missed.
       this.unsubscribe = this.store.onCommit((e) => this.onCommit(e))
-      for (const h of await this.store.chainHeads()) {
+      const heads = await this.store.chainHeads()
+      stillStarting()
+      for (const h of heads) {
         this.noteHead(h.chain, h.seq)
         this.dirty.add(h.chain)
       }
@@ -240,8 +250,10 @@ export class ProjectionRunner {
       await this.looping
       if (this.refreshMs > 0) this.after(this.refreshMs, () => void this.refresh())
     } catch (err) {
-      this.phase = 'stopping'
-      await this.halt()
+      if (this.phase === 'starting' || this.phase === 'running') {
+        this.phase = 'stopping'
+        await this.halt()
+      } else this.unsubscribe?.()
       throw err
     }
   }

@@ -149,6 +149,34 @@ describe('ProjectionRunner: lifecycle and registration', () => {
     await expect(r.waitFor('x/values', 0)).rejects.toMatchObject({ code: 'RUNNER_STOPPED' })
   })
 
+  it('stop while starting wins: start rejects RUNNER_STOPPED and nothing runs afterwards', async () => {
+    const store = await openStore(await backend('sqlite'))
+    let release!: () => void
+    let entered!: () => void
+    const inInit = new Promise<void>((resolve) => {
+      entered = resolve
+    })
+    const base = valueProjection()
+    const slow: Projection = {
+      ...base,
+      async init(tx) {
+        entered()
+        await new Promise<void>((resolve) => {
+          release = resolve
+        })
+        await base.init!(tx)
+      },
+    }
+    const r = runnerFor(store, [slow])
+    const starting = r.start()
+    await inInit
+    await r.stop()
+    release()
+    await expect(starting).rejects.toMatchObject({ code: 'RUNNER_STOPPED' })
+    expect(r.lifecycle).toBe('stopped')
+    expect(r.status().ready).toBe(false)
+  })
+
   it('refuses duplicate names, a module with different migrations under one name, migrations out of order', async () => {
     const store = await openStore(await backend('sqlite'))
     const r = runnerFor(store, [valueProjection()])
