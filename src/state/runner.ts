@@ -18,7 +18,7 @@ import {
   RunnerStoppedError,
   StateSchemaTooNewError,
 } from './errors.js'
-import type { FoldOutcome, Migration, Projection, StateModule, TableSpec } from './projection.js'
+import type { FoldOutcome, Migration, Projection, StateModule, StateReader, TableSpec } from './projection.js'
 
 export interface ProjectionRunnerOptions {
   /** Blocks of one chain folded per transaction (default 64). */
@@ -838,6 +838,11 @@ export class ProjectionRunner {
         )
       return out
     })
+  }
+
+  /** Read access to the derived-state tables for a module's queries (API reads); never inside a fold. */
+  reader(): StateReader {
+    return { query: (sql, params) => this.sql.query(sql, params) }
   }
 
   /** The registered projections' names. */

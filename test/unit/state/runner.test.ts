@@ -237,6 +237,9 @@ describe.each(['sqlite', 'postgres'] as const)('ProjectionRunner on %s', (kind) 
     expect((await r.dump()).fixture_chains).toEqual([{ chain: values(alice), blocks: 7, total: 28 }])
     expect(await r.lag()).toEqual([{ projection: 'fixture.values', blocks: 0 }])
     expect(await counter(metrics, 'applied')).toBe(7)
+    expect(
+      await r.reader().query('SELECT total FROM fixture_chains WHERE chain = $1', [values(alice)]),
+    ).toEqual([{ total: 28 }])
 
     await r.stop()
     await store.putMany(blocks.slice(7))
