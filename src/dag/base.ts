@@ -4,6 +4,7 @@ import { type Block, prevalidateBlock, signatureError, type ValidatedBlock } fro
 import { type CID, cidFromBytes } from './cid.js'
 import { checkAborted, UnknownAuthorError } from './errors.js'
 import type { BatchPlan } from './plan.js'
+import type { SqlAccess } from './sql-access.js'
 import type {
   AbortOptions,
   AvailabilityEvent,
@@ -129,6 +130,7 @@ export abstract class AbstractBlockStore implements BlockStore {
   abstract gc(options?: GcOptions): Promise<{ removed: number }>
   abstract stats(options?: AbortOptions): Promise<StoreStats>
   abstract ping(options?: AbortOptions): Promise<void>
+  abstract sql(): SqlAccess
 
   private readonly commitListeners = new Set<(event: CommitEvent) => void>()
   private readonly availabilityListeners = new Set<(event: AvailabilityEvent) => void>()

@@ -181,3 +181,14 @@ export class NotAValueError extends IcnError {
     super('NOT_A_VALUE', `block ${cid} is not an icn.value/v1 record`, { details: { cid } })
   }
 }
+
+/**
+ * A statement sent through the store's SQL door (`BlockStore.sql()`) failed for a reason other than the
+ * database being unavailable: bad SQL, a constraint, a type. `details.driverCode` is the driver's code.
+ */
+export class SqlError extends IcnError {
+  override readonly name = 'SqlError'
+  constructor(message: string, options?: { cause?: unknown; details?: Record<string, unknown> }) {
+    super('SQL_FAILED', message, options)
+  }
+}

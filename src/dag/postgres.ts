@@ -11,6 +11,7 @@ import {
   StoreUnavailableError,
 } from './errors.js'
 import type { BatchPlan } from './plan.js'
+import { clientQueries, sqlTypes } from './postgres-access.js'
 import { commitDeadlineMs, DeadlineExceeded, runWithDeadline } from './postgres-deadline.js'
 import { IdentityLock } from './postgres-lock.js'
 import {
@@ -25,6 +26,7 @@ import {
   RETRYABLE,
   type Row,
 } from './postgres-sql.js'
+import type { SqlAccess, SqlQueries, SqlRow } from './sql-access.js'
 import type { AbortOptions, ChainHead, Evidence, GcOptions, StoreStats } from './store.js'
 
 export interface PostgresStoreOptions {
@@ -496,6 +498,59 @@ export class PostgresBlockStore extends AbstractBlockStore {
     checkAborted(options.signal)
     const rows = await this.query('stats', STATS_SQL)
     return statsFromRow(rows[0]!)
+  }
+
+  private readonly sqlTypes = sqlTypes(pg.types)
+
+  /**
+   * The SQL door onto this store's database: statements on pooled clients under the store's deadline. A
+   * transaction is BEGIN … COMMIT on one client, checks in its first round trip that this process still holds
+   * the identity lock (as the store's own writes do), and is dropped (never committed) past the deadline.
+   * Statements outside `transaction()` are for reads.
+   */
+  sql(): SqlAccess {
+    const types = this.sqlTypes
+    const outside = (op: string, fn: (q: SqlQueries) => Promise<SqlRow[] | undefined>) =>
+      this.run(op, (client) => fn(clientQueries(client, types)))
+    return {
+      dialect: 'postgres',
+      query: async (sql, params) => (await outside('sql', (q) => q.query(sql, params))) ?? [],
+      exec: async (sql) => {
+        await outside('sql', async (q) => {
+          await q.exec(sql)
+          return undefined
+        })
+      },
+      transaction: async <T>(fn: (tx: SqlQueries) => Promise<T>): Promise<T> => {
+        this.p()
+        const lock = await this.holdLock('sql')
+        return this.run('sql', async (client, live) => {
+          let open = true
+          const tx = clientQueries(client, types, () => open && live())
+          await client.query('BEGIN')
+          try {
+            if (lock) {
+              const res = await client.query(
+                `SELECT EXISTS (SELECT 1 FROM pg_locks WHERE locktype = 'advisory' AND granted AND objsubid = 1
+                   AND pid = $1 AND classid = $2 AND objid = $3) AS held`,
+                [lock.pid, lock.classid, lock.objid],
+              )
+              if ((res.rows[0] as Row | undefined)?.held !== true) throw new LockNotHeld()
+            }
+            const result = await fn(tx)
+            open = false
+            if (!live()) throw new DeadlineExceeded(this.timeoutMs)
+            await client.query('COMMIT')
+            return result
+          } catch (err) {
+            open = false
+            if (live()) await client.query('ROLLBACK').catch(() => {})
+            if (err instanceof LockNotHeld && lock) this.lock?.lost(lock, err)
+            throw err
+          }
+        })
+      },
+    }
   }
 
   /** A round trip on the pool; with `lockKey`, also (re)takes the lock, so the health monitor notices its loss. */

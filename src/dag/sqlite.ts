@@ -11,7 +11,10 @@ import {
   StoreLockedError,
   StoreOpenError,
 } from './errors.js'
+import { Mutex } from './mutex.js'
 import { type BatchPlan, chainsOf, headPositions, lookupsFor, planBatch, positionKey } from './plan.js'
+import type { SqlAccess } from './sql-access.js'
+import { SqliteAccess } from './sqlite-access.js'
 import { SQLITE_MIGRATIONS } from './sqlite-schema.js'
 import type { AbortOptions, ChainHead, Evidence, GcOptions, StoreStats } from './store.js'
 
@@ -34,6 +37,12 @@ export class SqliteBlockStore extends AbstractBlockStore {
   readonly backend = 'sqlite' as const
   private db?: Database.Database
   private stmts?: Record<string, Stmt>
+  /**
+   * Held by every write (commit, delete, pin, unpin, gc) and by every use of `sql()`: a projection's open
+   * transaction and the store's own writes never interleave on the one connection.
+   */
+  private readonly writes = new Mutex()
+  private access?: SqliteAccess
 
   constructor(
     private readonly options: SqliteStoreOptions,
@@ -74,8 +83,22 @@ export class SqliteBlockStore extends AbstractBlockStore {
     this.logger?.info({ path: this.options.path }, 'sqlite store open')
   }
 
+  /** The SQL door onto this store's connection (see SqliteAccess); usable while the store is open. */
+  sql(): SqlAccess {
+    this.access ??= new SqliteAccess(() => {
+      if (!this.db) throw new StoreClosedError()
+      return this.db
+    }, this.writes)
+    return this.access
+  }
+
   async close(): Promise<void> {
     if (!this.db) return
+    // Not in the middle of a transaction of `sql()` or a commit.
+    const release = await this.writes.lock()
+    release()
+    if (!this.db) return
+    this.access?.reset()
     this.db.close()
     this.db = undefined
     this.stmts = undefined
@@ -88,6 +111,15 @@ export class SqliteBlockStore extends AbstractBlockStore {
   }
 
   protected async commit(blocks: ValidatedBlock[], options: AbortOptions = {}): Promise<BatchPlan> {
+    const release = await this.writes.lock()
+    try {
+      return this.commitLocked(blocks, options)
+    } finally {
+      release()
+    }
+  }
+
+  private commitLocked(blocks: ValidatedBlock[], options: AbortOptions): BatchPlan {
     const s = this.s()
     checkAborted(options.signal)
     const run = this.db!.transaction((): BatchPlan => {
@@ -147,6 +179,15 @@ export class SqliteBlockStore extends AbstractBlockStore {
 
   async delete(cid: CID, options: AbortOptions = {}): Promise<void> {
     checkAborted(options.signal)
+    const release = await this.writes.lock()
+    try {
+      this.deleteLocked(cid)
+    } finally {
+      release()
+    }
+  }
+
+  private deleteLocked(cid: CID): void {
     const s = this.s()
     this.db!.transaction(() => {
       s.deleteBlock!.run(cid.bytes)
@@ -210,12 +251,12 @@ export class SqliteBlockStore extends AbstractBlockStore {
   async pin(cid: CID, options: AbortOptions = {}): Promise<void> {
     checkAborted(options.signal)
     if (!(await this.has(cid))) throw new BlockNotFoundError(cid.toString())
-    this.s().pin!.run(cid.bytes, Date.now())
+    await this.writes.run(() => this.s().pin!.run(cid.bytes, Date.now()))
   }
 
   async unpin(cid: CID, options: AbortOptions = {}): Promise<void> {
     checkAborted(options.signal)
-    this.s().unpin!.run(cid.bytes)
+    await this.writes.run(() => this.s().unpin!.run(cid.bytes))
   }
 
   async pins(options: AbortOptions = {}): Promise<CID[]> {
@@ -225,6 +266,15 @@ export class SqliteBlockStore extends AbstractBlockStore {
 
   async gc(options: GcOptions = {}): Promise<{ removed: number }> {
     checkAborted(options.signal)
+    const release = await this.writes.lock()
+    try {
+      return this.gcLocked(options)
+    } finally {
+      release()
+    }
+  }
+
+  private gcLocked(options: GcOptions): { removed: number } {
     const s = this.s()
     const db = this.db!
     const end = this.metrics?.storeOpDuration.startTimer({ backend: 'sqlite', op: 'gc' })

@@ -1,5 +1,6 @@
 import type { Block, SignedBlock } from './block.js'
 import type { CID } from './cid.js'
+import type { SqlAccess } from './sql-access.js'
 
 export interface AbortOptions {
   signal?: AbortSignal
@@ -143,4 +144,9 @@ export interface BlockStore {
    * listens, so a successful write counts as health at once); returns the unsubscribe.
    */
   onAvailability(listener: (event: AvailabilityEvent) => void): () => void
+  /**
+   * The SQL door onto the store's own database, for derived state kept beside the blocks (the projection
+   * runner). See SqlAccess; usable while the store is open.
+   */
+  sql(): SqlAccess
 }

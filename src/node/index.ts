@@ -29,3 +29,4 @@ export {
   redactUrl,
   type StoreKind,
 } from './options.js'
+export { type NodeProjectionContext, nodeProjections } from './projections.js'

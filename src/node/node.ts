@@ -23,10 +23,12 @@ import {
   type Metrics,
   Readiness,
 } from '../observability/index.js'
+import { ProjectionRunner } from '../state/index.js'
 import { VERSION } from '../version.js'
 import { nodeHandlers } from './api.js'
 import { dataPaths } from './datadir.js'
 import { checkOptions, type NodeOptions, parseListen, redactUrl } from './options.js'
+import { nodeProjections } from './projections.js'
 
 /** The HTTP API could not listen on its address (in use, not permitted, no such interface). */
 export class ApiListenError extends IcnError {
@@ -83,6 +85,8 @@ export class IcnNode {
   readonly store: BlockStore
   readonly health: StoreHealthMonitor
   readonly writer: ChainWriter
+  /** Derived state: the projection runner folding blocks into the modules' tables (see nodeProjections). */
+  readonly state: ProjectionRunner
   /** Signature checks of incoming blocks run on worker threads, beside decoding and storing. */
   readonly verifier = new WorkerVerifier()
   readonly startedAt = new Date()
@@ -122,7 +126,18 @@ export class IcnNode {
       { name: NODE_CHAIN },
       { store: this.store, signer: modules.signer, logger: storeLogger },
     )
+    this.state = new ProjectionRunner(
+      // On PostgreSQL other nodes may share the database: look for the blocks they stored now and then.
+      { refreshMs: options.store === 'postgres' ? 5_000 : 0 },
+      {
+        store: this.store,
+        logger: this.logger.child({ module: 'state' }),
+        metrics: this.metrics,
+        did: modules.signer.did,
+      },
+    )
     this.readiness.register('store', () => this.health.status())
+    this.readiness.register('projections', () => this.state.status())
     this.readiness.register('api', () => ({ ready: this.status === 'running', detail: this.status }))
     this.store.onCommit((e) => {
       const at = performance.timeOrigin + performance.now()
@@ -186,6 +201,10 @@ export class IcnNode {
       await this.health.check()
       this.health.start()
       await this.writer.currentHead({ signal: this.signal })
+      // Derived state catches up on what the store holds before the network brings more.
+      for (const p of nodeProjections({ did: this.did, federation })) this.state.register(p)
+      await this.state.start()
+      checkAborted(this.signal)
       if (federation) await this.joinFederation(federation, psk)
       const apiView =
         this.federation && this.network ? apiFederation(this.federation, this.network) : undefined
@@ -240,7 +259,7 @@ export class IcnNode {
     }
   }
 
-  /** Stop in reverse order: API (waiting for in-flight requests), health checks, store. Idempotent. */
+  /** Stop in reverse order: API (waiting for in-flight requests), network, projections, health checks, store. Idempotent. */
   async stop(): Promise<void> {
     if (this.status === 'stopped' || this.status === 'stopping') return
     if (this.status === 'created') {
@@ -265,6 +284,7 @@ export class IcnNode {
       ]).catch((err: unknown) => this.logger.warn({ err }, 'API close failed'))
     }
     if (this.network) await this.network.stop()
+    await this.state.stop()
     this.health.stop()
     await this.store.close().catch((err: unknown) => this.logger.warn({ err }, 'store close failed'))
     await this.verifier.close()

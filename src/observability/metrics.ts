@@ -33,6 +33,13 @@ export interface Metrics {
   readonly importsRunning: Gauge<never>
   readonly importBufferedBytes: Gauge<never>
   readonly importsRejected: Counter<'reason'>
+  // derived state (issue 9): the projection runner
+  readonly projectionLag: Gauge<'projection'>
+  readonly projectionFold: Histogram<'projection'>
+  readonly projectionBlocks: Counter<'projection' | 'outcome'>
+  readonly projectionFaults: Counter<'projection'>
+  readonly projectionUp: Gauge<'projection'>
+  readonly projectionEquivocations: Counter<'projection'>
 }
 
 /** Build the registry and all metrics. `collectProcess` adds Node's process metrics (CPU, memory, event loop). */
@@ -216,6 +223,43 @@ export function createMetrics(opts: { collectProcess?: boolean; prefix?: string 
       name: 'icn_api_imports_rejected_total',
       help: 'CAR imports refused: busy (all import slots taken), too_large, invalid (framing or blocks)',
       labelNames: ['reason'] as const,
+      registers,
+    }),
+    projectionLag: new Gauge({
+      name: 'icn_projection_lag_blocks',
+      help: 'Blocks stored on the chains a projection folds but not yet folded by it',
+      labelNames: ['projection'] as const,
+      registers,
+    }),
+    projectionFold: new Histogram({
+      name: 'icn_projection_fold_seconds',
+      help: 'Duration of one fold transaction (up to a batch of blocks of one chain), by projection',
+      labelNames: ['projection'] as const,
+      buckets: [0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 5],
+      registers,
+    }),
+    projectionBlocks: new Counter({
+      name: 'icn_projection_blocks_total',
+      help: 'Blocks a projection folded, by outcome (applied, rejected, skipped: not its record type, deferred)',
+      labelNames: ['projection', 'outcome'] as const,
+      registers,
+    }),
+    projectionFaults: new Counter({
+      name: 'icn_projection_faults_total',
+      help: 'Folds that threw (rolled back; the projection stops and retries with backoff)',
+      labelNames: ['projection'] as const,
+      registers,
+    }),
+    projectionUp: new Gauge({
+      name: 'icn_projection_up',
+      help: '1 while a projection folds, 0 while it is faulted or stopped',
+      labelNames: ['projection'] as const,
+      registers,
+    }),
+    projectionEquivocations: new Counter({
+      name: 'icn_projection_equivocations_total',
+      help: 'Equivocations seen on chains a projection folds (it keeps folding the block the store holds)',
+      labelNames: ['projection'] as const,
       registers,
     }),
   }

@@ -674,6 +674,124 @@ export function blockStoreTests(name: string, factory: BlockStoreFactory): void 
       })
     })
 
+    describe('sql access (the door derived state uses)', () => {
+      const TABLE =
+        'CREATE TABLE IF NOT EXISTS sqltest_t (id BIGINT PRIMARY KEY, name TEXT NOT NULL, n BIGINT)'
+      const count = async (): Promise<number> =>
+        Number((await store.sql().query('SELECT count(*) AS c FROM sqltest_t'))[0]!.c)
+
+      it('placeholders $n bind by number, also repeated and out of order; literals keep their text', async () => {
+        const sql = store.sql()
+        expect(sql.dialect).toBe(store.backend)
+        await sql.exec(TABLE)
+        expect(await sql.query('INSERT INTO sqltest_t (id, name, n) VALUES ($2, $1, $2)', ['a', 7])).toEqual(
+          [],
+        )
+        await sql.query('INSERT INTO sqltest_t (id, name, n) VALUES ($1, $2, $3)', [8, '$1', null])
+        const rows = await sql.query(
+          "SELECT id, name, n, '$1' AS lit FROM sqltest_t WHERE id >= $1 AND name <> $2 ORDER BY id",
+          [7, 'zzz'],
+        )
+        expect(rows).toEqual([
+          { id: 7, name: 'a', n: 7, lit: '$1' },
+          { id: 8, name: '$1', n: null, lit: '$1' },
+        ])
+        expect(await sql.query('SELECT name FROM sqltest_t WHERE n = $1', [7])).toEqual([{ name: 'a' }])
+      })
+
+      it('integers round trip as numbers: BIGINT columns, count(*) and sum()', async () => {
+        const sql = store.sql()
+        await sql.exec(TABLE)
+        const values = [0, -1, 1, 2 ** 31, -(2 ** 40), Number.MAX_SAFE_INTEGER, -Number.MAX_SAFE_INTEGER]
+        for (const [i, v] of values.entries())
+          await sql.query('INSERT INTO sqltest_t (id, name, n) VALUES ($1, $2, $3)', [i, `v${i}`, v])
+        const rows = await sql.query('SELECT id, n FROM sqltest_t ORDER BY id')
+        expect(rows.map((r) => r.n)).toEqual(values)
+        for (const r of rows) expect(typeof r.id).toBe('number')
+        const [agg] = await sql.query('SELECT count(*) AS c, sum(n) AS s FROM sqltest_t WHERE id < $1', [
+          values.length - 2,
+        ])
+        expect(agg).toEqual({ c: values.length - 2, s: 0 - 1 + 1 + 2 ** 31 - 2 ** 40 })
+      })
+
+      it('a transaction commits when fn resolves, with its result', async () => {
+        const sql = store.sql()
+        await sql.exec(TABLE)
+        const result = await sql.transaction(async (tx) => {
+          await tx.query('INSERT INTO sqltest_t (id, name) VALUES ($1, $2)', [1, 'one'])
+          await tx.query('INSERT INTO sqltest_t (id, name) VALUES ($1, $2)', [2, 'two'])
+          return (await tx.query('SELECT count(*) AS c FROM sqltest_t'))[0]!.c
+        })
+        expect(result).toBe(2)
+        expect(await count()).toBe(2)
+      })
+
+      it('a transaction rolls back when fn throws, rethrowing that error; a read outside waits for it', async () => {
+        const sql = store.sql()
+        await sql.exec(TABLE)
+        await sql.query('INSERT INTO sqltest_t (id, name) VALUES ($1, $2)', [1, 'kept'])
+        const boom = new Error('boom')
+        let outside: Promise<number> | undefined
+        const err = await sql
+          .transaction(async (tx) => {
+            await tx.query('INSERT INTO sqltest_t (id, name) VALUES ($1, $2)', [2, 'gone'])
+            await tx.query('UPDATE sqltest_t SET name = $1 WHERE id = $2', ['changed', 1])
+            // Outside the transaction: must not see its uncommitted rows (on SQLite it waits for the end).
+            outside = count()
+            await tx.query('SELECT 1')
+            throw boom
+          })
+          .catch((e: unknown) => e)
+        expect(err).toBe(boom)
+        expect(await outside).toBe(1)
+        expect(await sql.query('SELECT id, name FROM sqltest_t ORDER BY id')).toEqual([
+          { id: 1, name: 'kept' },
+        ])
+      })
+
+      it('bad SQL fails SQL_FAILED and rolls the transaction back; a closed store is STORE_CLOSED', async () => {
+        const sql = store.sql()
+        await sql.exec(TABLE)
+        await expect(sql.query('SELEKT 1')).rejects.toMatchObject({ code: 'SQL_FAILED' })
+        await sql.query('INSERT INTO sqltest_t (id, name) VALUES ($1, $2)', [1, 'one'])
+        await expect(
+          sql.transaction(async (tx) => {
+            await tx.query('INSERT INTO sqltest_t (id, name) VALUES ($1, $2)', [2, 'two'])
+            await tx.query('INSERT INTO sqltest_t (id, name) VALUES ($1, $2)', [1, 'duplicate key'])
+          }),
+        ).rejects.toMatchObject({ code: 'SQL_FAILED' })
+        expect(await count()).toBe(1)
+        await store.close()
+        await expect(store.sql().query('SELECT 1')).rejects.toMatchObject({ code: 'STORE_CLOSED' })
+        await expect(store.sql().transaction(async () => 1)).rejects.toMatchObject({ code: 'STORE_CLOSED' })
+      })
+
+      it('a put started inside a transaction is not caught in it: rolled back rows go, the block stays', async () => {
+        const sql = store.sql()
+        await sql.exec(TABLE)
+        const [b0] = chainOf(alice, chainA, 1)
+        const order: string[] = []
+        let put: Promise<unknown> | undefined
+        await sql
+          .transaction(async (tx) => {
+            await tx.query('INSERT INTO sqltest_t (id, name) VALUES ($1, $2)', [1, 'gone'])
+            put = store.put(b0!).then((r) => {
+              order.push('put')
+              return r
+            })
+            // Give the put every chance to reach its commit while the transaction is open (it must wait).
+            await Promise.race([put, new Promise((resolve) => setTimeout(resolve, 100))])
+            order.push('transaction over')
+            throw new Error('roll back')
+          })
+          .catch(() => {})
+        expect(await put).toMatchObject({ status: 'stored' })
+        expect(await store.has(b0!.cid)).toBe(true)
+        expect(await count()).toBe(0)
+        if (store.backend === 'sqlite') expect(order).toEqual(['transaction over', 'put'])
+      })
+    })
+
     describe('lifecycle', () => {
       it('open twice and close twice are fine; use after close is STORE_CLOSED', async () => {
         await store.open()

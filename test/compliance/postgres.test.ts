@@ -354,6 +354,36 @@ describe('PostgresBlockStore: one node identity per database', () => {
     // the loss is now known: the next write takes the lock again (nobody else has it) and goes through
     expect((await a.put(b1!)).status).toBe('stored')
   })
+  it('a sql() transaction refuses, in its first round trip, when the lock connection died unheard', async () => {
+    const signer = Signer.generate()
+    const a = open(signer.did)
+    await a.open()
+    const sqlAccess = a.sql()
+    await sqlAccess.exec('CREATE TABLE IF NOT EXISTS sqltest_lock (id BIGINT PRIMARY KEY)')
+    const lock = (a as unknown as { lock: { client: pg.Client } }).lock.client
+    lock.removeAllListeners('end')
+    lock.removeAllListeners('error')
+    lock.on('error', () => {})
+    await endLockSessions()
+    let ran = false
+    const err = await sqlAccess
+      .transaction(async (tx) => {
+        ran = true
+        await tx.query('INSERT INTO sqltest_lock (id) VALUES ($1)', [1])
+      })
+      .then(
+        () => new Error('expected a failure'),
+        (e: unknown) => e as Error,
+      )
+    expect(err).toMatchObject({ code: 'STORE_UNAVAILABLE' })
+    expect(err.message).toMatch(/lock is no longer held/)
+    expect(ran).toBe(false)
+    // The loss is known now: the next transaction takes the lock again and commits.
+    await sqlAccess.transaction(async (tx) => {
+      await tx.query('INSERT INTO sqltest_lock (id) VALUES ($1)', [1])
+    })
+    expect(await sqlAccess.query('SELECT id FROM sqltest_lock')).toEqual([{ id: 1 }])
+  })
 })
 
 describe('PostgresBlockStore: a database that goes silent', () => {

@@ -1,0 +1,66 @@
+/**
+ * The PostgreSQL store's SQL door (`PostgresBlockStore.sql()`): statements on pooled clients, BIGINT and integral
+ * NUMERIC (e.g. `sum()` of BIGINT) converted to numbers, driver failures other than an unreachable database
+ * raised as SqlError. The store supplies the deadline, the identity-lock check and the error translation.
+ */
+import type pg from 'pg'
+import { IcnError } from '../identity/index.js'
+import { SqlError } from './errors.js'
+import { isConnectionError } from './postgres-sql.js'
+import type { SqlQueries, SqlRow } from './sql-access.js'
+
+const INT8 = 20
+const NUMERIC = 1700
+
+function toInteger(text: string): number | string {
+  if (!/^-?\d+$/.test(text)) return text
+  const n = Number(text)
+  return Number.isSafeInteger(n) ? n : text
+}
+
+/** Type parsers for SqlAccess queries: BIGINT and integral NUMERIC as numbers, the rest as `pg` parses it. */
+export function sqlTypes(base: typeof pg.types): pg.CustomTypesConfig {
+  return {
+    getTypeParser: ((oid: number, format?: 'text' | 'binary') => {
+      if ((oid === INT8 || oid === NUMERIC) && format !== 'binary') return toInteger
+      return base.getTypeParser(oid, format as 'text')
+    }) as pg.CustomTypesConfig['getTypeParser'],
+  }
+}
+
+function failure(err: unknown, sql: string): unknown {
+  if (err instanceof IcnError || isConnectionError(err)) return err
+  const e = err as { code?: string; message?: string }
+  return new SqlError(`SQL failed: ${e?.message ?? String(err)} (in: ${sql.slice(0, 200)})`, {
+    cause: err,
+    details: { driverCode: e?.code },
+  })
+}
+
+/** Queries on one client; `open()` says whether the client may still be used (deadline, transaction over). */
+export function clientQueries(
+  client: pg.ClientBase,
+  types: pg.CustomTypesConfig,
+  open: () => boolean = () => true,
+): SqlQueries {
+  const closed = (): SqlError => new SqlError('transaction is over')
+  return {
+    async query(sql: string, params: readonly unknown[] = []): Promise<SqlRow[]> {
+      if (!open()) throw closed()
+      try {
+        const res = await client.query({ text: sql, values: [...params], types })
+        return res.rows as SqlRow[]
+      } catch (err) {
+        throw failure(err, sql)
+      }
+    },
+    async exec(sql: string): Promise<void> {
+      if (!open()) throw closed()
+      try {
+        await client.query(sql)
+      } catch (err) {
+        throw failure(err, sql)
+      }
+    },
+  }
+}
