@@ -48,6 +48,8 @@ export interface HarnessOptions {
   parameters?: Partial<FederationParameters>
   /** The shared clock; default a ManualClock at HARNESS_EPOCH. */
   clock?: ManualClock
+  /** More node keys for the genesis, which the test holds itself (e.g. a raw libp2p host playing a bad node). */
+  extra?: Signer[]
   /** Called with each node after it started (register RPC handlers, listen to events). */
   onStart?: (node: IcnNode, index: number) => void | Promise<void>
 }
@@ -114,7 +116,7 @@ export async function startHarness(opts: HarnessOptions): Promise<Harness> {
   const federation = createGenesis(signers[0]!, {
     name: 'harness',
     members: [signers[0]!.did],
-    nodes: signers.map((s) => s.did),
+    nodes: [...signers, ...(opts.extra ?? [])].map((s) => s.did),
     parameters: { syncIntervalMs: 1_000, ...opts.parameters },
     ts: clock.now(),
   })
