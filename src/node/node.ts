@@ -127,7 +127,7 @@ export class IcnNode {
           )
     this.health = new StoreHealthMonitor(
       {},
-      { store: this.store, logger: storeLogger, metrics: this.metrics },
+      { store: this.store, logger: storeLogger, metrics: this.metrics, clock: this.clock },
     )
     this.writer = new ChainWriter(
       { name: NODE_CHAIN },
