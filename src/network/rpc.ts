@@ -279,14 +279,15 @@ export class Rpc {
     // To itself: the same handlers through the same encoding, so a caller cannot tell the difference.
     if (did === this.c.did) {
       const self = { did, peerId: this.c.libp2p.peerId.toString() }
-      return this.readReply(
-        await this.answer(frame, self, options.signal),
-        id,
-        protocol,
-        did,
-        limit,
-        undefined,
+      const reply = await withDeadline(
+        this.answer(frame, self, options.signal),
+        options.signal,
+        timeoutMs,
+        () => {
+          throw new RpcTimeoutError(did, protocol, timeoutMs)
+        },
       )
+      return this.readReply(reply, id, protocol, did, limit, undefined)
     }
 
     const peer = peerIdFromDid(did)
@@ -472,6 +473,34 @@ export class Rpc {
     }
     metrics.rpcHandled.inc({ protocol, outcome })
     return reply
+  }
+}
+
+/** `work`, unless `signal` aborts (ABORTED) or `timeoutMs` passes (`onTimeout` throws) first. */
+async function withDeadline<T>(
+  work: Promise<T>,
+  signal: AbortSignal | undefined,
+  timeoutMs: number,
+  onTimeout: () => never,
+): Promise<T> {
+  const timeout = AbortSignal.timeout(timeoutMs)
+  const both = signal ? AbortSignal.any([signal, timeout]) : timeout
+  let stop!: () => void
+  const stopped = new Promise<never>((_, reject) => {
+    stop = () => {
+      try {
+        if (signal?.aborted) throw new AbortedError('RPC request aborted')
+        onTimeout()
+      } catch (err) {
+        reject(err)
+      }
+    }
+  })
+  both.addEventListener('abort', stop, { once: true })
+  try {
+    return await Promise.race([work, stopped])
+  } finally {
+    both.removeEventListener('abort', stop)
   }
 }
 

@@ -98,7 +98,9 @@ class PeerClient {
   /** Requests sent or queued on this stream and not yet answered. */
   pending = 0
   private lp?: LengthPrefixedStream<Stream>
-  private opening?: Promise<LengthPrefixedStream<Stream>>
+  /** The stream under `lp` (unwrapping `lp` would end its framing, so its state is read here). */
+  private raw?: Stream
+  private opening?: Promise<{ lp: LengthPrefixedStream<Stream>; raw: Stream }>
   private tail: Promise<unknown> = Promise.resolve()
   private closed = false
 
@@ -119,6 +121,7 @@ class PeerClient {
     this.closed = true
     const lp = this.lp
     this.lp = undefined
+    this.raw = undefined
     if (lp)
       lp.unwrap()
         .close()
@@ -126,15 +129,26 @@ class PeerClient {
   }
 
   private async stream(signal: AbortSignal): Promise<LengthPrefixedStream<Stream>> {
-    if (this.lp) return this.lp
+    if (this.lp) {
+      // A stream the peer closed or reset since the last request (its node restarted its RPC, or aborted the
+      // stream) is replaced before anything is written on it, so the request is not lost to a dead stream.
+      const s = this.raw
+      if (!s || (s.status === 'open' && s.writeStatus === 'writable' && s.remoteWriteStatus === 'writable'))
+        return this.lp
+      this.lp = undefined
+      this.raw = undefined
+      s.abort(new Error('stale stream'))
+    }
     this.opening ??= this.libp2p
       .dialProtocol(this.peer, this.opts.protocol, { signal })
-      .then((s) => lpStream(s, { maxDataLength: this.opts.maxReplyBytes }))
+      .then((raw) => ({ raw, lp: lpStream(raw, { maxDataLength: this.opts.maxReplyBytes }) }))
       .finally(() => {
         this.opening = undefined
       })
     try {
-      this.lp = await this.opening
+      const opened = await this.opening
+      this.lp = opened.lp
+      this.raw = opened.raw
     } catch (err) {
       if (signal.aborted) throw err
       const name = (err as Error)?.name
@@ -165,6 +179,7 @@ class PeerClient {
       // A failed or timed-out request leaves the stream in an unknown state: drop it, the next one reopens.
       if (lp && this.lp === lp) {
         this.lp = undefined
+        this.raw = undefined
         lp.unwrap().abort(err instanceof Error ? err : new Error(String(err)))
       }
       if (err instanceof FrameRequestError) throw err

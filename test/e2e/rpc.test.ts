@@ -84,14 +84,31 @@ describe('RPC between nodes', () => {
   })
 
   it('answers a request to its own DID with its own handlers', async () => {
-    const off = h.network(0).handle('test/self/1', async (m, from) => ({ m, from: from.did }))
+    const offs = [
+      h.network(0).handle('test/self/1', async (m, from) => ({ m, from: from.did })),
+      h.network(0).handle('test/self-typed/1', async () => {
+        throw new IcnError('RECORD_REPLAYED', 'seen before', { details: { nonce: 7 } })
+      }),
+      // ignores its signal: the caller's deadline still holds
+      h.network(0).handle('test/self-hang/1', () => new Promise(() => {})),
+    ]
     try {
       expect(await h.network(0).request(h.nodes[0]!.did, 'test/self/1', 'hi')).toEqual({
         m: 'hi',
         from: h.nodes[0]!.did,
       })
+      const typed = await failure(h.network(0).request(h.nodes[0]!.did, 'test/self-typed/1', null))
+      expect([typed.code, typed.message, typed.details]).toEqual([
+        'RECORD_REPLAYED',
+        'seen before',
+        { nonce: 7 },
+      ])
+      const hang = await failure(
+        h.network(0).request(h.nodes[0]!.did, 'test/self-hang/1', 1, { timeoutMs: 50 }),
+      )
+      expect(hang.code).toBe('RPC_TIMEOUT')
     } finally {
-      off()
+      for (const off of offs) off()
     }
   })
 
