@@ -29,4 +29,12 @@ describe('in-process harness', () => {
     await h.waitForBlock(second.cid)
     expect(await h.node(2).store.has(cid)).toBe(true)
   })
+
+  it('runs the nodes on PostgreSQL, a database each', async () => {
+    h = await startHarness({ nodes: 2, store: 'postgres' })
+    expect(h.node(0).store.backend).toBe('postgres')
+    await h.waitConnected()
+    const { cid } = await h.node(1).writer.appendValue({ on: 'postgres' })
+    await h.waitForBlock(cid)
+  })
 })

@@ -270,6 +270,31 @@ describe('RPC between nodes', () => {
   })
 })
 
+describe('RPC to a node that is not connected', () => {
+  it('dials it on demand', async () => {
+    // b restarts; a (whose peer id sorts after b's) is re-dialed by b only after a start delay, and a re-dials
+    // b only after a back-off: neither passes while the shared manual clock stands still.
+    const ids = [0, 1, 2].sort((x, y) => (h.nodes[x]!.peerId < h.nodes[y]!.peerId ? -1 : 1))
+    const b = ids[0]!
+    const a = ids[2]!
+    await h.stop(b)
+    await until('a to see b gone', async () => {
+      const p = (await h.network(a).peers()).find((x) => x.did === h.nodes[b]!.did)
+      return p?.connected === false
+    })
+    await h.restart(b)
+    const off = h.network(b).handle('test/dial/1', async (m) => m)
+    try {
+      const before = (await h.network(a).peers()).find((x) => x.did === h.nodes[b]!.did)
+      expect(before?.connected).toBe(false)
+      expect(await h.network(a).request(h.nodes[b]!.did, 'test/dial/1', 'reached')).toBe('reached')
+    } finally {
+      off()
+      await h.waitConnected()
+    }
+  })
+})
+
 describe('RPC from a peer that breaks the protocol', () => {
   it('answers garbage with RPC_MALFORMED, counts it against the peer, and drops a stream with an oversized frame', async () => {
     const target = h.nodes[0]!

@@ -1,6 +1,7 @@
 /**
  * Test fixture: N `IcnNode`s of one federation in this process, over libp2p's in-memory transport
- * (`@libp2p/memory`), each with its own SQLite store in a temp folder and its real HTTP API on 127.0.0.1:0, all
+ * (`@libp2p/memory`), each with its own SQLite store in a temp folder (or, with `store: 'postgres'`, its own
+ * database on the test PostgreSQL server) and its real HTTP API on 127.0.0.1:0, all
  * on one shared ManualClock (network timers, store timestamps, block times). Helpers wait until the mesh is
  * connected or a block is on every node, stop and restart a node (same identity, same store), and partition
  * (stop) and heal (restart and reconnect) a set of nodes. `close()` stops everything and removes the folder.
@@ -25,6 +26,7 @@ import { type Network, peerIdFromDid } from '../../src/network/index.js'
 import { defaultOptions, IcnNode } from '../../src/node/index.js'
 import { createLogger } from '../../src/observability/index.js'
 import { ManualClock } from './manual-clock.js'
+import { createTestDatabase, type TestDatabase } from './pg.js'
 
 /** A start time for the shared clock: a real date (block times are checked against it later). */
 export const HARNESS_EPOCH = Date.UTC(2026, 0, 1)
@@ -48,6 +50,8 @@ export interface HarnessOptions {
   parameters?: Partial<FederationParameters>
   /** The shared clock; default a ManualClock at HARNESS_EPOCH. */
   clock?: ManualClock
+  /** The nodes' store backend (default sqlite); postgres gives each node a database of its own, dropped at close. */
+  store?: 'sqlite' | 'postgres'
   /** More node keys for the genesis, which the test holds itself (e.g. a raw libp2p host playing a bad node). */
   extra?: Signer[]
   /** Called with each node after it started (register RPC handlers, listen to events). */
@@ -136,11 +140,16 @@ export async function startHarness(opts: HarnessOptions): Promise<Harness> {
     }
   })
 
+  const databases: TestDatabase[] = []
+  if (opts.store === 'postgres')
+    for (let i = 0; i < opts.nodes; i++) databases.push(await createTestDatabase())
+
   const launch = async (i: number): Promise<IcnNode> => {
     const n = nodes[i]!
     const node = await IcnNode.create(
       {
         ...defaultOptions,
+        ...(opts.store === 'postgres' ? { store: 'postgres' as const, pgUrl: databases[i]!.url } : {}),
         dataDir: n.dataDir,
         apiListen: '127.0.0.1:0',
         genesis: genesisPath,
@@ -203,6 +212,7 @@ export async function startHarness(opts: HarnessOptions): Promise<Harness> {
     }
   } catch (err) {
     for (const i of started) await stop(i).catch(() => {})
+    for (const d of databases) await d.drop().catch(() => {})
     await rm(dir, { recursive: true, force: true })
     throw err
   }
@@ -242,6 +252,7 @@ export async function startHarness(opts: HarnessOptions): Promise<Harness> {
     },
     close: async () => {
       for (const n of nodes) await stop(n.index).catch(() => {})
+      for (const d of databases) await d.drop().catch(() => {})
       await rm(dir, { recursive: true, force: true })
     },
   }
