@@ -125,6 +125,10 @@ describe('RPC between nodes', () => {
       h.network(2).handle('test/crash/1', async () => {
         throw new TypeError('secret internal path /etc/x')
       }),
+      // details DAG-CBOR cannot hold (undefined) are left out, not the error
+      h.network(2).handle('test/odd-details/1', async () => {
+        throw new IcnError('RECORD_EXPIRED', 'expired', { details: { at: undefined } })
+      }),
     ]
     try {
       const typed = await failure(h.network(0).request(h.nodes[2]!.did, 'test/typed/1', {}))
@@ -133,6 +137,9 @@ describe('RPC between nodes', () => {
       expect(typed.message).toBe('balance 3 is below 5')
       expect(typed.details).toEqual({ balance: 3, amount: 5 })
       expect(typed.remote).toBe(true)
+
+      const odd = await failure(h.network(0).request(h.nodes[2]!.did, 'test/odd-details/1', {}))
+      expect([odd.code, odd.message, odd.details]).toEqual(['RECORD_EXPIRED', 'expired', undefined])
 
       const crash = await failure(h.network(0).request(h.nodes[2]!.did, 'test/crash/1', {}))
       expect(crash.code).toBe('RPC_REMOTE_ERROR')
@@ -339,5 +346,33 @@ describe('RPC from a peer that breaks the protocol', () => {
     await expect(big.read()).rejects.toThrow()
     await until('the oversized frame to be counted', async () => (await misbehaviour()) === 4)
     expect(await metric(0, 'icn_peer_misbehaviour_total{reason="oversized"}')).toBe(1)
+
+    // As a server: a reply to another request id, then one over the caller's limit; each counted against it
+    let mode: 'wrong-id' | 'huge' = 'wrong-id'
+    await host.handle(RPC_PROTOCOL, async (stream) => {
+      const rpc = lpStream(stream)
+      try {
+        for (;;) {
+          const req = dagCbor.decode((await rpc.read()).subarray()) as { id: number }
+          await rpc.write(
+            dagCbor.encode(
+              mode === 'wrong-id'
+                ? { v: 1, id: req.id + 1, r: 'x' }
+                : { v: 1, id: req.id, r: new Uint8Array(MAX + 10) },
+            ),
+          )
+        }
+      } catch {
+        stream.abort(new Error('done'))
+      }
+    })
+    const wrong = await failure(h.network(0).request(rogue.did, 'test/any/1', 1))
+    expect(wrong.code).toBe('RPC_MALFORMED')
+    expect(await misbehaviour()).toBe(5)
+    mode = 'huge'
+    const huge = await failure(h.network(0).request(rogue.did, 'test/any/1', 1))
+    expect(huge.code).toBe('MESSAGE_TOO_LARGE')
+    expect(huge.details).toMatchObject({ what: 'reply' })
+    expect(await misbehaviour()).toBe(6)
   })
 })
