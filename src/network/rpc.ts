@@ -256,12 +256,16 @@ export class Rpc {
         'not_a_node',
         `${String(did)} is not a node of this federation: RPC goes to federation nodes only`,
       )
-    const limit = Math.min(options.maxMessageBytes ?? this.c.maxMessageBytes, MAX_RPC_FRAME_BYTES)
+    const max = options.maxMessageBytes
+    if (max !== undefined && (!Number.isSafeInteger(max) || max < 64 || max > MAX_RPC_FRAME_BYTES))
+      throw new RpcMalformedError(`maxMessageBytes must be an integer from 64 to ${MAX_RPC_FRAME_BYTES}`)
+    const limit = max ?? this.c.maxMessageBytes
     const id = ++this.seq
-    const requestId = options.requestId ?? String(id)
+    const correlation = options.requestId === undefined ? undefined : String(options.requestId).slice(0, 128)
+    const requestId = correlation ?? String(id)
     const envelope: Record<string, unknown> = { v: 1, id, p: protocol, t: timeoutMs }
     if (message !== undefined) envelope.m = message
-    if (options.requestId !== undefined) envelope.c = String(options.requestId).slice(0, 128)
+    if (correlation !== undefined) envelope.c = correlation
     let frame: Uint8Array
     try {
       frame = dagCbor.encode(envelope)
@@ -322,7 +326,9 @@ export class Rpc {
           )
       }
     }
-    return this.readReply(data, id, protocol, did, limit, peer.toString())
+    const reply = this.readReply(data, id, protocol, did, limit, peer.toString())
+    log.debug({ bytes: frame.length, replyBytes: data.length }, 'RPC request answered')
+    return reply
   }
 
   /** Check and decode a reply frame; a broken one counts against `peer` (undefined: this node's own). */
@@ -439,14 +445,20 @@ export class Rpc {
     const requestId = (v.c as string | undefined) ?? String(id)
     const log = this.c.logger.child({ protocol, peer: from.peerId, did: from.did, requestId })
     const waitMs = Math.min((v.t as number | undefined) ?? DEFAULT_RPC_TIMEOUT_MS, MAX_RPC_TIMEOUT_MS)
-    const signals = [this.controller.signal, AbortSignal.timeout(waitMs)]
+    const deadline = AbortSignal.timeout(waitMs)
+    const signals = [this.controller.signal, deadline]
     if (callerSignal) signals.push(callerSignal)
     const signal = AbortSignal.any(signals)
     const end = metrics.rpcHandleSeconds.startTimer({ protocol })
     let reply: Uint8Array
     let outcome = 'ok'
     try {
-      const result = await entry.handler(v.m, from, { signal, requestId })
+      // A handler that ignores its signal still frees the stream once the caller has stopped waiting.
+      const result = await untilAborted(entry.handler(v.m, from, { signal, requestId }), signal, () =>
+        deadline.aborted && !this.controller.signal.aborted
+          ? new RpcTimeoutError(this.c.did, protocol, waitMs)
+          : new AbortedError('RPC handler cut short: the caller stopped waiting or the node stops'),
+      )
       try {
         reply = dagCbor.encode(result === undefined ? { v: 1, id } : { v: 1, id, r: result })
       } catch (err) {
@@ -472,7 +484,23 @@ export class Rpc {
       end()
     }
     metrics.rpcHandled.inc({ protocol, outcome })
+    log.debug({ outcome, bytes: data.length, replyBytes: reply.length }, 'RPC request handled')
     return reply
+  }
+}
+
+/** `work`, unless `signal` aborts first (then the error `why` makes). */
+async function untilAborted<T>(work: Promise<T>, signal: AbortSignal, why: () => Error): Promise<T> {
+  if (signal.aborted) throw why()
+  let stop!: () => void
+  const stopped = new Promise<never>((_, reject) => {
+    stop = () => reject(why())
+  })
+  signal.addEventListener('abort', stop, { once: true })
+  try {
+    return await Promise.race([work, stopped])
+  } finally {
+    signal.removeEventListener('abort', stop)
   }
 }
 
