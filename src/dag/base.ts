@@ -24,6 +24,8 @@ export interface StoreComponents {
   metrics?: Metrics
   /** Where signatures are checked; default: on the calling thread. The node passes a worker pool. */
   verifier?: SignatureVerifier
+  /** The time recorded with pins, evidence and chain entries (ms since the epoch); default Date.now. */
+  clock?: { now(): number }
 }
 
 /** The store counts, in SQL both backends run as is. */
@@ -103,8 +105,12 @@ export abstract class AbstractBlockStore implements BlockStore {
   protected readonly logger?: Logger
   protected readonly metrics?: Metrics
   protected readonly verifier: SignatureVerifier
+  /** The store's clock (StoreComponents.clock, else the system's). */
+  protected readonly now: () => number
 
   constructor(components: StoreComponents = {}) {
+    const clock = components.clock
+    this.now = clock ? () => clock.now() : () => Date.now()
     this.logger = components.logger
     this.metrics = components.metrics
     this.verifier = components.verifier ?? new InlineVerifier()

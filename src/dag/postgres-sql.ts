@@ -198,6 +198,8 @@ export interface ApplyOptions {
   statementTimeoutMs?: number
   /** Refuse (LockNotHeld) unless this lock is still held, checked in the first round trip. */
   lock?: LockCheck
+  /** The time recorded with new chain entries and evidence (ms since the epoch); default Date.now(). */
+  now?: number
 }
 
 /** Begin, lock the batch's chains and look up (one round trip), plan, and write (one more). */
@@ -257,7 +259,7 @@ export async function apply(
     text: WRITE,
     values: [
       pack.buffer(),
-      Date.now(),
+      opts.now ?? Date.now(),
       chainIds,
       ...blockCids,
       inserts.map((b) => b.cid.code),
@@ -304,7 +306,7 @@ export async function apply(
  * database never race; when nothing is missing (the usual start) that is one round trip. All missing migrations
  * are applied in one transaction: a failure leaves the schema as it was.
  */
-export async function migrate(client: pg.PoolClient): Promise<void> {
+export async function migrate(client: pg.PoolClient, at: number = Date.now()): Promise<void> {
   const latest = Math.max(...POSTGRES_MIGRATIONS.map((m) => m.version))
   const check = async (sql: string): Promise<Set<number>> => {
     const results = (await client.query(sql)) as unknown as pg.QueryResult[]
@@ -327,7 +329,7 @@ export async function migrate(client: pg.PoolClient): Promise<void> {
       await client.query('INSERT INTO schema_migrations (version, name, applied_at) VALUES ($1, $2, $3)', [
         m.version,
         m.name,
-        Date.now(),
+        at,
       ])
     }
     await client.query('COMMIT')

@@ -137,7 +137,7 @@ export class PostgresBlockStore extends AbstractBlockStore {
     })
     try {
       await this.lock?.take()
-      await this.run('open', (client) => migrate(client), this.timeoutMs, pool)
+      await this.run('open', (client) => migrate(client, this.now()), this.timeoutMs, pool)
     } catch (err) {
       await pool.end().catch(() => {})
       this.lock?.release()
@@ -282,7 +282,7 @@ export class PostgresBlockStore extends AbstractBlockStore {
         for (let attempt = 1; ; attempt++) {
           checkAborted(options.signal)
           try {
-            const plan = await apply(client, blocks, { statementTimeoutMs: ms, lock })
+            const plan = await apply(client, blocks, { statementTimeoutMs: ms, lock, now: this.now() })
             checkAborted(options.signal)
             if (!live()) throw new DeadlineExceeded(ms)
             await client.query('COMMIT')
@@ -425,7 +425,7 @@ export class PostgresBlockStore extends AbstractBlockStore {
          ON CONFLICT DO NOTHING
        )
        SELECT EXISTS (SELECT 1 FROM blocks WHERE cid = $1) AS found`,
-      [cid.bytes, Date.now()],
+      [cid.bytes, this.now()],
     )
     if (!rows[0]?.found) throw new BlockNotFoundError(cid.toString())
   }

@@ -65,7 +65,7 @@ export class SqliteBlockStore extends AbstractBlockStore {
       // Checkpoint every 16 MiB of WAL rather than 4 MiB: a quarter of the checkpoint fsyncs during bulk ingest.
       db.pragma('wal_autocheckpoint = 4096')
       db.pragma('cache_size = -65536')
-      migrate(db)
+      migrate(db, this.now)
       db.exec('CREATE TEMP TABLE gc_roots (cid BLOB PRIMARY KEY) WITHOUT ROWID')
     } catch (err) {
       db?.close()
@@ -138,7 +138,7 @@ export class SqliteBlockStore extends AbstractBlockStore {
       const anchored = new Set<string>()
       for (const cid of raw) if (s.anchored!.get(cid.bytes)) anchored.add(cid.toString())
       const plan = planBatch({ blocks, positions: known, anchored })
-      const now = Date.now()
+      const now = this.now()
       // Chain entries (new, or duplicates stored again) record their position; evidence and chunks do not.
       const evidence = new Set(plan.evidence.map((e) => e.second))
       for (const b of plan.inserts) {
@@ -251,7 +251,7 @@ export class SqliteBlockStore extends AbstractBlockStore {
   async pin(cid: CID, options: AbortOptions = {}): Promise<void> {
     checkAborted(options.signal)
     if (!(await this.has(cid))) throw new BlockNotFoundError(cid.toString())
-    await this.writes.run(() => this.s().pin!.run(cid.bytes, Date.now()))
+    await this.writes.run(() => this.s().pin!.run(cid.bytes, this.now()))
   }
 
   async unpin(cid: CID, options: AbortOptions = {}): Promise<void> {
@@ -321,7 +321,7 @@ function headFromRow(r: Row): ChainHead {
   }
 }
 
-function migrate(db: Database.Database): void {
+function migrate(db: Database.Database, now: () => number): void {
   db.exec(
     'CREATE TABLE IF NOT EXISTS schema_migrations (version INTEGER PRIMARY KEY, name TEXT NOT NULL, applied_at INTEGER NOT NULL)',
   )
@@ -339,7 +339,7 @@ function migrate(db: Database.Database): void {
       db.prepare('INSERT INTO schema_migrations (version, name, applied_at) VALUES (?, ?, ?)').run(
         m.version,
         m.name,
-        Date.now(),
+        now(),
       )
     }).immediate()
   }

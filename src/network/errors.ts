@@ -87,3 +87,85 @@ export class NetworkConfigError extends IcnError {
     super('INVALID_OPTION', message, options)
   }
 }
+
+// ---- node-to-node RPC (rpc.ts) -----------------------------------------------------------------------------
+
+/**
+ * An RPC could not reach the node: it is not a node of this federation, the network is not running, it cannot
+ * be dialed, or the stream broke before the reply came. `details.reason` says which.
+ */
+export class PeerUnreachableError extends IcnError {
+  override readonly name = 'PeerUnreachableError'
+  constructor(
+    did: string,
+    reason: 'not_a_node' | 'not_started' | 'dial' | 'stream',
+    message: string,
+    options: { cause?: unknown } = {},
+  ) {
+    super('PEER_UNREACHABLE', message, { details: { did, reason }, cause: options.cause })
+  }
+}
+
+/** An RPC got no reply within its timeout. */
+export class RpcTimeoutError extends IcnError {
+  override readonly name = 'RpcTimeoutError'
+  constructor(did: string, protocol: string, timeoutMs: number) {
+    super('RPC_TIMEOUT', `${protocol} request to ${did} got no reply within ${timeoutMs} ms`, {
+      details: { did, protocol, timeoutMs },
+    })
+  }
+}
+
+/** An RPC message (request or reply) is over the size limit of its protocol; nothing was sent or handled. */
+export class MessageTooLargeError extends IcnError {
+  override readonly name = 'MessageTooLargeError'
+  constructor(protocol: string, bytes: number, limit: number, what: 'request' | 'reply' = 'request') {
+    super('MESSAGE_TOO_LARGE', `${protocol} ${what} is ${bytes} bytes, over the limit of ${limit}`, {
+      details: { protocol, bytes, limit, what },
+    })
+  }
+}
+
+/** The remote node has no handler for the protocol (or no RPC at all). */
+export class UnknownProtocolError extends IcnError {
+  override readonly name = 'UnknownProtocolError'
+  constructor(protocol: string, did?: string) {
+    super('UNKNOWN_PROTOCOL', `${did ?? 'this node'} has no handler for ${protocol}`, {
+      details: { protocol, ...(did ? { did } : {}) },
+    })
+  }
+}
+
+/** An RPC frame is not what the protocol allows (not DAG-CBOR, too deep, wrong envelope), or cannot be encoded. */
+export class RpcMalformedError extends IcnError {
+  override readonly name = 'RpcMalformedError'
+  constructor(message: string, options: { cause?: unknown } = {}) {
+    super('RPC_MALFORMED', message, options)
+  }
+}
+
+/** A handler was already registered for this protocol, or the protocol name is not allowed. */
+export class RpcHandlerError extends IcnError {
+  override readonly name = 'RpcHandlerError'
+  constructor(protocol: string, message: string) {
+    super('RPC_HANDLER_INVALID', message, { details: { protocol } })
+  }
+}
+
+/**
+ * The remote handler refused the request with a typed error: `code`, `message` and `details` are the remote's
+ * own (INSUFFICIENT_MANA, RECORD_REPLAYED, …), so callers match on `code` as if the call were local. A remote
+ * handler that failed in any other way arrives as code `RPC_REMOTE_ERROR`, without the remote's internals.
+ */
+export class RemoteError extends IcnError {
+  override readonly name = 'RemoteError'
+  readonly remote = true
+  constructor(
+    code: string,
+    message: string,
+    readonly from: { did: string; protocol: string },
+    details?: Record<string, unknown>,
+  ) {
+    super(code, message, details === undefined ? {} : { details })
+  }
+}

@@ -1,5 +1,4 @@
 import type { Connection, PeerId, Stream } from '@libp2p/interface'
-import { type LengthPrefixedStream, lpStream } from '@libp2p/utils'
 import type { Block, BlockStore, CID } from '../dag/index.js'
 import type { Logger, Metrics } from '../observability/index.js'
 import { describeError, ExchangeError } from './errors.js'
@@ -15,6 +14,7 @@ import {
   MAX_HEADS_PER_RESPONSE,
   MAX_REQUEST_BYTES,
 } from './messages.js'
+import { FrameRequestError, StreamPool, serveFrames } from './streams.js'
 
 /** The block-exchange protocol: requests and replies on one long-lived stream per peer. */
 export const EXCHANGE_PROTOCOL = '/icn/block-exchange/1.0.0'
@@ -44,20 +44,32 @@ export interface ExchangeComponents {
   knownPeers: () => { peerId: string; addrs: string[] }[]
   /** Count blocks sent to a peer (peer health). */
   onSent: (peer: string, blocks: number) => void
+  /** A peer broke the protocol (a malformed or oversized request): counted against it (peer health). */
+  onMisbehaviour?: (peer: string, reason: string) => void
 }
 
 /**
- * Serves block-exchange requests and makes them. Streams are opened once and reused for every request (opening
- * a stream costs about 8x a request on an open one); requests on a stream go one at a time, in order, and a
- * request goes to an idle stream to its peer, or a new one up to MAX_STREAMS_PER_PEER, or the least busy one.
+ * Serves block-exchange requests and makes them, over the reused streams of `StreamPool` (streams.ts): opened
+ * once and reused for every request; requests on a stream go one at a time, in order, and a request goes to an
+ * idle stream to its peer, or a new one up to MAX_STREAMS_PER_PEER, or the least busy one.
  */
 export class BlockExchange {
-  private readonly clients = new Map<string, PeerClient[]>()
+  private pool: StreamPool
 
   constructor(
     private readonly limits: ExchangeLimits,
     private readonly c: ExchangeComponents,
-  ) {}
+  ) {
+    this.pool = this.newPool()
+  }
+
+  private newPool(): StreamPool {
+    return new StreamPool(this.c.libp2p, {
+      protocol: EXCHANGE_PROTOCOL,
+      maxStreamsPerPeer: MAX_STREAMS_PER_PEER,
+      maxReplyBytes: this.maxReplyBytes(),
+    })
+  }
 
   async start(): Promise<void> {
     await this.c.libp2p.handle(EXCHANGE_PROTOCOL, (stream, connection) => this.serve(stream, connection), {
@@ -66,15 +78,14 @@ export class BlockExchange {
   }
 
   async stop(): Promise<void> {
-    for (const clients of this.clients.values()) for (const client of clients) client.close()
-    this.clients.clear()
+    this.pool.close()
+    this.pool = this.newPool()
     await this.c.libp2p.unhandle(EXCHANGE_PROTOCOL).catch(() => {})
   }
 
   /** Drop the client stream of a peer that disconnected. */
   forget(peer: string): void {
-    for (const client of this.clients.get(peer) ?? []) client.close()
-    this.clients.delete(peer)
+    this.pool.forget(peer)
   }
 
   async heads(peer: PeerId, signal?: AbortSignal): Promise<HeadInfo[]> {
@@ -123,32 +134,24 @@ export class BlockExchange {
   }
 
   private async request(peer: PeerId, req: ExchangeRequest, signal?: AbortSignal): Promise<ExchangeResponse> {
-    const client = this.clientFor(peer)
     const end = this.c.metrics.exchangeDuration.startTimer({ op: req.op, role: 'client' })
     try {
-      const res = await client.request(req, signal)
+      let data: Uint8Array
+      try {
+        data = await this.pool.request(peer, encodeRequest(req), { signal, timeoutMs: REQUEST_TIMEOUT_MS })
+      } catch (err) {
+        const cause = err instanceof FrameRequestError && err.cause !== undefined ? err.cause : err
+        throw new ExchangeError(`${req.op} request to ${peer} failed: ${describeError(cause)}`, {
+          cause: err,
+        })
+      }
+      const res = decodeResponse(data, req.op, this.maxReplyBytes())
       end({ outcome: 'ok' })
       return res
     } catch (err) {
       end({ outcome: 'error' })
       throw err
     }
-  }
-
-  /** An idle stream to the peer, else a new one (up to the limit), else the one with the fewest requests. */
-  private clientFor(peer: PeerId): PeerClient {
-    const key = peer.toString()
-    let clients = this.clients.get(key)
-    if (!clients) {
-      clients = []
-      this.clients.set(key, clients)
-    }
-    let best: PeerClient | undefined
-    for (const client of clients) if (!best || client.pending < best.pending) best = client
-    if (best && (best.pending === 0 || clients.length >= MAX_STREAMS_PER_PEER)) return best
-    const client = new PeerClient(peer, this.c.libp2p, this.maxReplyBytes())
-    clients.push(client)
-    return client
   }
 
   /** A reply's bytes: the block budget plus room for the largest single block and framing. */
@@ -159,17 +162,12 @@ export class BlockExchange {
   /** Handle one inbound stream: answer requests until the peer closes it. Never throws. */
   private async serve(stream: Stream, connection: Connection): Promise<void> {
     const peer = connection.remotePeer.toString()
-    const lp = lpStream(stream, { maxDataLength: MAX_REQUEST_BYTES })
     const log = this.c.logger.child({ peer })
-    try {
-      for (;;) {
-        let data: Uint8Array
-        try {
-          data = (await lp.read()).subarray()
-        } catch (err) {
-          if (isEndOfStream(err)) break
-          throw err
-        }
+    await serveFrames(stream, connection, {
+      maxRequestBytes: MAX_REQUEST_BYTES,
+      logger: log,
+      onBroken: () => this.c.onMisbehaviour?.(peer, 'oversized'),
+      answer: async (data) => {
         const end = this.c.metrics.exchangeDuration.startTimer({ op: 'unknown', role: 'server' })
         let res: ExchangeResponse
         let op = 'unknown'
@@ -178,18 +176,15 @@ export class BlockExchange {
           op = req.op
           res = await this.answer(req, peer)
         } catch (err) {
-          const e = err as { code?: string; message?: string }
+          const e = err as { code?: string; message?: string; reason?: string }
+          if (e.code === 'INVALID_MESSAGE') this.c.onMisbehaviour?.(peer, e.reason ?? 'malformed')
           res = { error: { code: e.code ?? 'FAILED', message: e.message ?? String(err) } }
           log.debug({ err, op }, 'exchange request refused')
         }
-        await lp.write(encodeResponse(res))
         end({ op, outcome: 'error' in res ? 'error' : 'ok' })
-      }
-      await stream.close().catch(() => stream.abort(new Error('close failed')))
-    } catch (err) {
-      log.debug({ err }, 'exchange stream ended with an error')
-      stream.abort(err instanceof Error ? err : new Error(String(err)))
-    }
+        return encodeResponse(res)
+      },
+    })
   }
 
   private async answer(req: ExchangeRequest, peer: string): Promise<ExchangeResponse> {
@@ -262,79 +257,5 @@ async function getIfPresent(store: BlockStore, cid: CID): Promise<Uint8Array | u
   } catch (err) {
     if ((err as { code?: string }).code === 'NOT_FOUND') return undefined
     throw err
-  }
-}
-
-function isEndOfStream(err: unknown): boolean {
-  const name = (err as Error)?.name
-  return name === 'UnexpectedEOFError' || name === 'StreamClosedError' || name === 'StreamResetError'
-}
-
-/** One client stream to a peer: requests in order. */
-class PeerClient {
-  /** Requests sent or queued on this stream and not yet answered. */
-  pending = 0
-  private lp?: LengthPrefixedStream<Stream>
-  private opening?: Promise<LengthPrefixedStream<Stream>>
-  private tail: Promise<unknown> = Promise.resolve()
-  private closed = false
-
-  constructor(
-    private readonly peer: PeerId,
-    private readonly libp2p: IcnLibp2p,
-    private readonly maxReplyBytes: number,
-  ) {}
-
-  request(req: ExchangeRequest, signal?: AbortSignal): Promise<ExchangeResponse> {
-    this.pending++
-    const run = this.tail.then(() => this.send(req, signal)).finally(() => this.pending--)
-    this.tail = run.catch(() => {})
-    return run
-  }
-
-  close(): void {
-    this.closed = true
-    const lp = this.lp
-    this.lp = undefined
-    if (lp)
-      lp.unwrap()
-        .close()
-        .catch(() => lp.unwrap().abort(new Error('closed')))
-  }
-
-  private async stream(signal: AbortSignal): Promise<LengthPrefixedStream<Stream>> {
-    if (this.closed) throw new ExchangeError('exchange client closed')
-    if (this.lp) return this.lp
-    this.opening ??= this.libp2p
-      .dialProtocol(this.peer, EXCHANGE_PROTOCOL, { signal })
-      .then((s) => lpStream(s, { maxDataLength: this.maxReplyBytes }))
-      .finally(() => {
-        this.opening = undefined
-      })
-    this.lp = await this.opening
-    return this.lp
-  }
-
-  private async send(req: ExchangeRequest, outer?: AbortSignal): Promise<ExchangeResponse> {
-    const timeout = AbortSignal.timeout(REQUEST_TIMEOUT_MS)
-    const signal = outer ? AbortSignal.any([outer, timeout]) : timeout
-    let lp: LengthPrefixedStream<Stream> | undefined
-    try {
-      lp = await this.stream(signal)
-      await lp.write(encodeRequest(req), { signal })
-      const data = (await lp.read({ signal })).subarray()
-      return decodeResponse(data, req.op, this.maxReplyBytes)
-    } catch (err) {
-      // A failed or timed-out request leaves the stream in an unknown state: drop it, the next one reopens.
-      if (lp && this.lp === lp) {
-        this.lp = undefined
-        lp.unwrap().abort(err instanceof Error ? err : new Error(String(err)))
-      }
-      if ((err as { code?: string }).code === 'EXCHANGE_FAILED') throw err
-      if ((err as { code?: string }).code === 'INVALID_MESSAGE') throw err
-      throw new ExchangeError(`${req.op} request to ${this.peer} failed: ${describeError(err)}`, {
-        cause: err,
-      })
-    }
   }
 }

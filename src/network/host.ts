@@ -10,6 +10,7 @@ import { preSharedKey } from '@libp2p/pnet'
 import { tcp } from '@libp2p/tcp'
 import { yamux } from '@libp2p/yamux'
 import { type Multiaddr, multiaddr } from '@multiformats/multiaddr'
+import type { Libp2pOptions } from 'libp2p'
 import { createLibp2p } from 'libp2p'
 import { NetworkConfigError } from './errors.js'
 
@@ -27,7 +28,12 @@ export interface HostOptions {
   topic: string
   /** Told of every connection the gater refuses (a peer that is not a node of the federation). */
   onDenied?: (peer: PeerId, direction: 'inbound' | 'outbound') => void
+  /** Transports (default TCP); tests give libp2p's in-memory transport. */
+  transports?: IcnTransport[]
 }
+
+/** A libp2p transport factory, such as `tcp()` or `memory()` (of `@libp2p/memory`). */
+export type IcnTransport = NonNullable<Libp2pOptions['transports']>[number]
 
 export type IcnServices = {
   pubsub: ReturnType<ReturnType<typeof gossipsub>>
@@ -107,7 +113,7 @@ export async function createHost(opts: HostOptions): Promise<IcnLibp2p> {
     privateKey: opts.privateKey,
     start: false,
     addresses: { listen: opts.listen },
-    transports: [tcp()],
+    transports: opts.transports && opts.transports.length > 0 ? opts.transports : [tcp()],
     connectionEncrypters: [noise()],
     streamMuxers: [yamux()],
     connectionGater: federationGater(opts.allowed, opts.onDenied),

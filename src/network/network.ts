@@ -6,12 +6,13 @@ import { type BlockStore, chainWriter } from '../dag/index.js'
 import type { Signer } from '../identity/index.js'
 import type { Logger, Metrics } from '../observability/index.js'
 import type { Clock } from './clock.js'
-import { NetworkConfigError } from './errors.js'
+import { NetworkConfigError, PeerUnreachableError } from './errors.js'
 import { BlockExchange } from './exchange.js'
 import { BlockGossip } from './gossip.js'
-import { createHost, type IcnLibp2p, parseMultiaddrs } from './host.js'
+import { createHost, type IcnLibp2p, type IcnTransport, parseMultiaddrs } from './host.js'
 import { libp2pKeyFor, peerIdFromDid } from './peer-id.js'
 import { DEFAULT_PEER_OPTIONS, type PeerHealth, PeerManager, type PeerOptions } from './peers.js'
+import { Rpc, type RpcHandleOptions, type RpcHandler, RpcHandlers, type RpcRequestOptions } from './rpc.js'
 import { Synchronizer, type SyncRound } from './sync.js'
 
 /** The parts of a federation the network needs (the federation module's `Federation` fits). */
@@ -44,6 +45,11 @@ export interface NetworkComponents {
   clock?: Clock
   /** Uniform in [0, 1): re-dial jitter, the peer of a periodic anti-entropy round (default Math.random). */
   random?: () => number
+  /**
+   * The libp2p transports (default TCP). Tests pass libp2p's in-memory transport (`memory()` of
+   * `@libp2p/memory`) with `/memory/NAME` listen addresses to run many nodes in one process.
+   */
+  transports?: IcnTransport[]
 }
 
 export interface NetworkEvents {
@@ -66,6 +72,8 @@ export class Network extends EventEmitter<NetworkEvents> {
   private exchange?: BlockExchange
   private sync?: Synchronizer
   private peerManager?: PeerManager
+  private rpc?: Rpc
+  private readonly rpcHandlers: RpcHandlers
   private readonly log: Logger
   private state: 'new' | 'starting' | 'started' | 'stopped' = 'new'
 
@@ -77,6 +85,7 @@ export class Network extends EventEmitter<NetworkEvents> {
     this.peerId = peerIdFromDid(c.signer.did)
     this.nodes = new Set(c.federation.nodes)
     this.log = c.logger
+    this.rpcHandlers = new RpcHandlers(() => c.federation.parameters.maxMessageBytes)
     parseMultiaddrs(options.listen, '--p2p-listen')
     for (const [i, a] of parseMultiaddrs(options.bootstrap, '--bootstrap').entries()) {
       const id = a.getComponents().find((c) => c.name === 'p2p')?.value
@@ -118,6 +127,7 @@ export class Network extends EventEmitter<NetworkEvents> {
       allowed,
       psk: this.options.psk,
       topic: `/icn/${federation.id}/blocks/1`,
+      transports: this.c.transports,
       onDenied: (peer, direction) => {
         metrics.peerConnectionsDenied.inc({ direction })
         this.log.debug(
@@ -144,6 +154,7 @@ export class Network extends EventEmitter<NetworkEvents> {
           },
           disconnected: (p) => {
             this.exchange?.forget(p.peerId)
+            this.rpc?.forget(p.peerId)
             this.emit('peer:disconnected', p)
           },
           dialFailed: (p) => this.emit('peer:dial-failed', p),
@@ -161,8 +172,18 @@ export class Network extends EventEmitter<NetworkEvents> {
         isFederationChain: (chain) => this.isFederationChain(chain),
         knownPeers: () => this.knownAddresses,
         onSent: (peer, n) => peerManager.sent(peer, n),
+        onMisbehaviour: (peer, reason) => peerManager.misbehaved(peer, reason),
       },
     )
+    this.rpc = new Rpc(this.rpcHandlers, {
+      libp2p,
+      logger: logger.child({ component: 'rpc' }),
+      metrics,
+      did: signer.did,
+      isNode: (did) => this.isNode(did),
+      onMisbehaviour: (peer, reason) => peerManager.misbehaved(peer, reason),
+      maxMessageBytes: params.maxMessageBytes,
+    })
     this.sync = new Synchronizer(
       { intervalMs: params.syncIntervalMs, pageSize: params.maxBlocksPerResponse },
       {
@@ -173,6 +194,7 @@ export class Network extends EventEmitter<NetworkEvents> {
         isFederationChain: (chain) => this.isFederationChain(chain),
         peers: () => peerManager.connectedPeers(),
         onReceived: (peer, n) => peerManager.received(peer, n),
+        onMisbehaviour: (peer, reason) => peerManager.misbehaved(peer, reason),
         onPeerAddresses: (list) => void this.learnAddresses(list),
         clock,
         random,
@@ -202,6 +224,7 @@ export class Network extends EventEmitter<NetworkEvents> {
       )
     }
     await this.exchange.start()
+    await this.rpc.start()
     this.gossip.start()
     for (const a of parseMultiaddrs(this.options.bootstrap, '--bootstrap')) {
       const id = peerIdFromString(a.getComponents().find((c) => c.name === 'p2p')!.value!)
@@ -236,12 +259,48 @@ export class Network extends EventEmitter<NetworkEvents> {
     this.sync?.stop()
     this.peerManager?.stop()
     this.gossip?.stop()
+    await this.rpc?.stop()
     await this.exchange?.stop()
     try {
       await this.libp2p?.stop()
     } catch (err) {
       this.log.warn({ err }, 'libp2p stop failed')
     }
+  }
+
+  /**
+   * Answer RPC requests of `protocol` (a name such as `ledger/forward/1`) with `handler`; returns the function
+   * that removes it. Handlers may be added before `start`. A handler that throws an IcnError sends the caller
+   * its code, message and details; any other throw reaches the caller as RPC_REMOTE_ERROR. Throws
+   * RpcHandlerError (RPC_HANDLER_INVALID) for a bad name, bad limits or a protocol already handled.
+   */
+  handle(
+    protocol: string,
+    handler: (
+      message: unknown,
+      from: { did: string; peerId: string },
+      options: { signal: AbortSignal; requestId: string },
+    ) => Promise<unknown>,
+    options?: RpcHandleOptions,
+  ): () => void {
+    return this.rpcHandlers.add(protocol, handler as RpcHandler, options)
+  }
+
+  /**
+   * Send `message` (any DAG-CBOR value) to the federation node `did` under `protocol` and return the reply of
+   * its handler; dials the node if it is not connected. A request to this node's own DID is answered by its
+   * own handlers. Throws PEER_UNREACHABLE, RPC_TIMEOUT, MESSAGE_TOO_LARGE, UNKNOWN_PROTOCOL, RPC_MALFORMED,
+   * ABORTED, or a RemoteError (`remote: true`) carrying the remote handler's code.
+   */
+  async request(
+    did: string,
+    protocol: string,
+    message: unknown,
+    options?: RpcRequestOptions,
+  ): Promise<unknown> {
+    if (!this.rpc || this.state === 'stopped')
+      throw new PeerUnreachableError(did, 'not_started', 'the network is not running: no RPC')
+    return this.rpc.request(did, protocol, message, options)
   }
 
   async peers(): Promise<PeerHealth[]> {

@@ -23,6 +23,11 @@ export interface PeerHealth {
   blocksSent: number
   /** Gossipsub's score of the peer (negative after invalid messages). */
   score: number
+  /**
+   * Protocol violations seen from it on direct streams (block exchange, RPC): malformed or oversized frames,
+   * broken envelopes, replies that break the request's rules.
+   */
+  misbehaviour: number
   addrs: string[]
   /** Failed dials in a row, a connection it closed before answering counted as one (0 once it answers). */
   dialFailures: number
@@ -94,6 +99,7 @@ interface PeerState {
   rttMs?: number
   blocksReceived: number
   blocksSent: number
+  misbehaviour: number
   pingFailures: number
   pinging: boolean
   /** The current connection answered a ping or carried blocks: the peer accepts this node. */
@@ -168,6 +174,7 @@ export class PeerManager {
         did: didFromPeerId(id),
         blocksReceived: 0,
         blocksSent: 0,
+        misbehaviour: 0,
         pingFailures: 0,
         pinging: false,
         established: false,
@@ -240,6 +247,15 @@ export class PeerManager {
     if (s) s.blocksSent += blocks
   }
 
+  /** The peer broke a protocol rule (`reason` is a bounded metrics label): counted against it and logged. */
+  misbehaved(peer: string, reason: string): void {
+    const s = this.peers.get(peer)
+    if (!s) return
+    s.misbehaviour++
+    this.c.metrics.peerMisbehaviour.inc({ reason })
+    this.c.logger.info({ peer, did: s.did, reason, count: s.misbehaviour }, 'peer broke the protocol')
+  }
+
   async list(): Promise<PeerHealth[]> {
     const out: PeerHealth[] = []
     for (const s of this.peers.values()) out.push(await this.health(s))
@@ -277,6 +293,7 @@ export class PeerManager {
       blocksReceived: s.blocksReceived,
       blocksSent: s.blocksSent,
       score: this.score(s.id),
+      misbehaviour: s.misbehaviour,
       addrs: await this.addrsOf(s.id),
       dialFailures: s.dialFailures,
       ...(s.lastError !== undefined ? { lastDialError: s.lastError } : {}),

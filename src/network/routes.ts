@@ -51,6 +51,12 @@ export const networkRoutes = {
               "Blocks sent to it: this node's own blocks announced to it by gossip, and blocks served to it by block exchange",
           }),
           score: Type.Number({ description: 'Gossipsub peer score; negative after invalid messages' }),
+          misbehaviour: Type.Optional(
+            Type.Integer({
+              description:
+                'Protocol violations seen from it on direct streams (block exchange, RPC): malformed or oversized frames',
+            }),
+          ),
           addrs: Type.Array(Type.String()),
           dialFailures: Type.Integer({
             description:

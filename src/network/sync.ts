@@ -26,6 +26,8 @@ export interface SyncComponents {
   /** Peers to compare with at each round (connected federation peers). */
   peers: () => PeerId[]
   onReceived: (peer: string, blocks: number) => void
+  /** A peer's reply broke the protocol (malformed, wrong chain): counted against it (peer health). */
+  onMisbehaviour?: (peer: string, reason: string) => void
   /** Addresses learnt from a peer's `peers` reply. */
   onPeerAddresses: (peers: { peerId: string; addrs: string[] }[]) => void
   clock?: Clock
@@ -131,6 +133,9 @@ export class Synchronizer {
           ? (err as { code: string }).code
           : undefined
     if (reason) this.c.metrics.syncRejected.inc({ reason })
+    const peer = fields.peer
+    if (err instanceof InvalidMessageError && typeof peer === 'string')
+      this.c.onMisbehaviour?.(peer, err.reason)
     this.c.logger.info(
       { ...fields, ...(reason ? { reason } : {}), err: describeError(err) },
       `${what} failed`,

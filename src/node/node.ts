@@ -14,7 +14,7 @@ import {
 import { type Federation, federationSummary, readGenesisFile } from '../federation/index.js'
 import { IcnError, type Signer, WorkerVerifier } from '../identity/index.js'
 import { networkHandlers } from '../network/api.js'
-import { Network, readPskFile } from '../network/index.js'
+import { type Clock, type IcnTransport, Network, readPskFile, systemClock } from '../network/index.js'
 import {
   createLogger,
   createMetrics,
@@ -68,6 +68,12 @@ export interface NodeModules {
   apiKey: string
   logger?: Logger
   metrics?: Metrics
+  /** Time of the network's timers, the stores' timestamps and the chain writer's blocks (default: the system's). */
+  clock?: Clock
+  /** Uniform in [0, 1): re-dial jitter, anti-entropy peer choice (default Math.random). */
+  random?: () => number
+  /** libp2p transports (default TCP); the in-process test harness passes `memory()` of `@libp2p/memory`. */
+  transports?: IcnTransport[]
 }
 
 /** Name of the node's own chain under its DID. */
@@ -89,7 +95,10 @@ export class IcnNode {
   readonly state: ProjectionRunner
   /** Signature checks of incoming blocks run on worker threads, beside decoding and storing. */
   readonly verifier = new WorkerVerifier()
+  /** Wall-clock start of this process's node (for uptime; not domain time, so not from the injected clock). */
   readonly startedAt = new Date()
+  /** The node's clock (NodeModules.clock, else the system's). */
+  readonly clock: Clock
   /** What the node sees (blocks stored, evidence, peers), for /v1/events. */
   readonly events = new EventBus()
   /** Set once started with a genesis. */
@@ -105,8 +114,14 @@ export class IcnNode {
   ) {
     this.logger = modules.logger ?? createLogger({ level: options.logLevel })
     this.metrics = modules.metrics ?? createMetrics()
+    this.clock = modules.clock ?? systemClock
     const storeLogger = this.logger.child({ module: 'dag' })
-    const storeComponents = { logger: storeLogger, metrics: this.metrics, verifier: this.verifier }
+    const storeComponents = {
+      logger: storeLogger,
+      metrics: this.metrics,
+      verifier: this.verifier,
+      clock: this.clock,
+    }
     this.store =
       options.store === 'postgres'
         ? new PostgresBlockStore(
@@ -120,11 +135,11 @@ export class IcnNode {
           )
     this.health = new StoreHealthMonitor(
       {},
-      { store: this.store, logger: storeLogger, metrics: this.metrics },
+      { store: this.store, logger: storeLogger, metrics: this.metrics, clock: this.clock },
     )
     this.writer = new ChainWriter(
       { name: NODE_CHAIN },
-      { store: this.store, signer: modules.signer, logger: storeLogger },
+      { store: this.store, signer: modules.signer, logger: storeLogger, clock: this.clock },
     )
     this.state = new ProjectionRunner(
       // On PostgreSQL other nodes may share the database: look for the blocks they stored now and then.
@@ -302,14 +317,22 @@ export class IcnNode {
         federation,
         logger: this.logger.child({ module: 'network' }),
         metrics: this.metrics,
+        clock: this.clock,
+        random: this.modules.random,
+        transports: this.modules.transports,
       },
     )
     this.network = network
     network.on('peer:connected', (p) =>
-      this.events.publish({ type: 'peer:connected', peerId: p.peerId, did: p.did, at: Date.now() }),
+      this.events.publish({ type: 'peer:connected', peerId: p.peerId, did: p.did, at: this.clock.now() }),
     )
     network.on('peer:disconnected', (p) =>
-      this.events.publish({ type: 'peer:disconnected', peerId: p.peerId, did: p.did, at: Date.now() }),
+      this.events.publish({
+        type: 'peer:disconnected',
+        peerId: p.peerId,
+        did: p.did,
+        at: this.clock.now(),
+      }),
     )
     // Ready while listening: a node cut off from its peers still serves reads and takes writes (they reach the
     // others when it reconnects); the detail says how connected it is.

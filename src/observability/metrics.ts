@@ -40,6 +40,12 @@ export interface Metrics {
   readonly projectionFaults: Counter<'projection'>
   readonly projectionUp: Gauge<'projection'>
   readonly projectionEquivocations: Counter<'projection'>
+  // node-to-node RPC (issue 9)
+  readonly rpcRequests: Counter<'protocol' | 'outcome'>
+  readonly rpcRequestSeconds: Histogram<'protocol'>
+  readonly rpcHandled: Counter<'protocol' | 'outcome'>
+  readonly rpcHandleSeconds: Histogram<'protocol'>
+  readonly peerMisbehaviour: Counter<'reason'>
 }
 
 /** Build the registry and all metrics. `collectProcess` adds Node's process metrics (CPU, memory, event loop). */
@@ -260,6 +266,38 @@ export function createMetrics(opts: { collectProcess?: boolean; prefix?: string 
       name: 'icn_projection_equivocations_total',
       help: 'Equivocations seen on chains a projection folds (it keeps folding the block the store holds)',
       labelNames: ['projection'] as const,
+      registers,
+    }),
+    rpcRequests: new Counter({
+      name: 'icn_rpc_requests_total',
+      help: 'RPC requests this node made, by protocol and outcome (ok, remote_error, timeout, unreachable, too_large, malformed, unknown_protocol, aborted)',
+      labelNames: ['protocol', 'outcome'] as const,
+      registers,
+    }),
+    rpcRequestSeconds: new Histogram({
+      name: 'icn_rpc_request_seconds',
+      help: 'RPC requests this node made, from send to reply, by protocol',
+      labelNames: ['protocol'] as const,
+      buckets: [0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 1, 2.5, 10],
+      registers,
+    }),
+    rpcHandled: new Counter({
+      name: 'icn_rpc_handled_total',
+      help: 'RPC requests this node answered, by protocol (unknown for one it has no handler for) and outcome',
+      labelNames: ['protocol', 'outcome'] as const,
+      registers,
+    }),
+    rpcHandleSeconds: new Histogram({
+      name: 'icn_rpc_handle_seconds',
+      help: 'Time the RPC handlers of this node took, by protocol',
+      labelNames: ['protocol'] as const,
+      buckets: [0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 1, 2.5, 10],
+      registers,
+    }),
+    peerMisbehaviour: new Counter({
+      name: 'icn_peer_misbehaviour_total',
+      help: 'Protocol violations by federation peers (malformed or oversized frames, broken envelopes), by reason',
+      labelNames: ['reason'] as const,
       registers,
     }),
   }

@@ -21,13 +21,14 @@ import {
   MAX_BLOCK_BYTES,
   RAW,
   type SignedBlock,
+  type StoreComponents,
   VALUE_RECORD_TYPE,
 } from '../../src/dag/index.js'
 import { blockTag, Signer } from '../../src/identity/index.js'
 
 export interface BlockStoreFactory {
-  /** A fresh, open, empty store. */
-  setup(): Promise<BlockStore>
+  /** A fresh, open, empty store (with these components, e.g. a clock). */
+  setup(components?: StoreComponents): Promise<BlockStore>
   /** Close the store and remove whatever backs it. Called once per test, also after the test closed it. */
   teardown(store: BlockStore): Promise<void>
 }
@@ -326,6 +327,23 @@ export function blockStoreTests(name: string, factory: BlockStoreFactory): void 
     })
 
     describe('equivocation', () => {
+      it('stamps evidence with the clock it was given (StoreComponents.clock), not the machine’s', async () => {
+        let now = 1_234_567
+        const timed = await factory.setup({ clock: { now: () => now } })
+        try {
+          const chain = chainId(bob.did, 'clocked')
+          const [b0, b1] = chainOf(bob, chain, 2)
+          await timed.putMany([b0!, b1!])
+          now = 2_000_000
+          const rival = valueBlock(bob, chain, 1, b0!.cid, 'rival')
+          expect((await timed.put(rival)).status).toBe('equivocation')
+          const ev = (await timed.evidence()).find((e) => e.second.equals(rival.cid))
+          expect(ev?.detectedAt).toBe(2_000_000)
+        } finally {
+          await factory.teardown(timed)
+        }
+      })
+
       it('keeps a second block at an occupied position as evidence', async () => {
         const [b0, b1] = chainOf(alice, chainA, 2)
         await store.putMany([b0!, b1!])

@@ -35,8 +35,8 @@ afterAll(async () => {
 })
 
 blockStoreTests('postgres', {
-  async setup() {
-    const store = new PostgresBlockStore({ url: db.url, poolSize: 8, connectTimeoutMs: 5_000 })
+  async setup(components) {
+    const store = new PostgresBlockStore({ url: db.url, poolSize: 8, connectTimeoutMs: 5_000 }, components)
     await store.open()
     return store
   },

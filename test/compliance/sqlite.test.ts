@@ -9,9 +9,9 @@ import { blockStoreTests, chainOf } from './blockstore-suite.js'
 const dirs = new Map<BlockStore, string>()
 
 blockStoreTests('sqlite', {
-  async setup() {
+  async setup(components) {
     const dir = mkdtempSync(join(tmpdir(), 'icn-sqlite-'))
-    const store = new SqliteBlockStore({ path: join(dir, 'blocks.db') })
+    const store = new SqliteBlockStore({ path: join(dir, 'blocks.db') }, components)
     await store.open()
     dirs.set(store, dir)
     return store

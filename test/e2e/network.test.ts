@@ -334,6 +334,10 @@ describe('block-exchange server', () => {
       expect(await ask(garbage)).toEqual({
         error: { code: 'INVALID_MESSAGE', message: expect.any(String) },
       })
+    // each counts against the peer in its health
+    const misbehaviour = async (): Promise<number | undefined> =>
+      (await node.net.peers()).find((p) => p.did === m.did)?.misbehaviour
+    expect(await misbehaviour()).toBe(5)
 
     const chain = chainId(n.did, 'node')
     const heads = await request('heads', encodeRequest({ op: 'heads' }))
@@ -388,6 +392,9 @@ describe('block-exchange server', () => {
     const big = lpStream(await host.dialProtocol(node.net.peerId, EXCHANGE_PROTOCOL))
     await big.write(dagCbor.encode({ op: 'heads', after: 'x'.repeat(70_000) }))
     await expect(big.read({ signal: AbortSignal.timeout(5_000) })).rejects.toThrow()
+    const peer = async (): Promise<number | undefined> =>
+      (await node.net.peers()).find((p) => p.did === m.did)?.misbehaviour
+    expect(await peer()).toBe(1)
 
     const lp = lpStream(await host.dialProtocol(node.net.peerId, EXCHANGE_PROTOCOL))
     await lp.write(encodeRequest({ op: 'heads' }))
