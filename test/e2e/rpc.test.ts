@@ -264,8 +264,12 @@ describe('RPC between nodes', () => {
   })
 
   it('says PEER_UNREACHABLE for a federation node that is down, and reaches it again once it is back', async () => {
+    const stopped = h.network(2)
     await h.partition(2)
     try {
+      // the stopped node's own network refuses to send
+      const own = await failure(stopped.request(h.nodes[0]!.did, 'test/echo/1', 1))
+      expect([own.code, own.details?.reason]).toEqual(['PEER_UNREACHABLE', 'not_started'])
       const err = await failure(h.network(0).request(h.nodes[2]!.did, 'test/echo/1', 1, { timeoutMs: 5_000 }))
       expect(err.code).toBe('PEER_UNREACHABLE')
     } finally {
