@@ -19,6 +19,7 @@ export {
   LEDGER_BATCH_TYPE,
   LEDGER_CHAIN,
   LedgerBatchBody,
+  type LedgerFoldListener,
   type LedgerSetup,
   ledgerProjection,
   ledgerSetup,

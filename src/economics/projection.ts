@@ -108,8 +108,10 @@ export function genesisAccounts(s: LedgerSetup): AccountState[] {
       pool: 0,
       allocated: s.memberAllocation,
     })
+  // A DID that is both a member and a node (older federations listed their nodes as members) has one
+  // account: the member's.
   for (const did of s.nodes)
-    out.push({ ...base, did, kind: 'node', home: did, mana: 0, pool: 0, allocated: 0 })
+    if (!s.homes.has(did)) out.push({ ...base, did, kind: 'node', home: did, mana: 0, pool: 0, allocated: 0 })
   out.push({
     ...base,
     did: TREASURY,

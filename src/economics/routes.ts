@@ -7,11 +7,19 @@ export const TransferRecordJson = Type.Object(
   {
     kind: Type.Literal('transfer'),
     federation: Type.String({ minLength: 1, maxLength: 128, description: 'federation id (genesis CID)' }),
-    member: Type.String({ minLength: 1, maxLength: 128, description: "the paying member's did:key (the signer)" }),
+    member: Type.String({
+      minLength: 1,
+      maxLength: 128,
+      description: "the paying member's did:key (the signer)",
+    }),
     to: Type.String({ minLength: 1, maxLength: 128, description: "the payee's account id" }),
     amount: Type.Integer({ minimum: 1, maximum: Number.MAX_SAFE_INTEGER, description: 'smallest units' }),
     nonce: Type.String({ pattern: '^[A-Za-z0-9_-]{8,64}$', description: 'never reused by this member' }),
-    expires: Type.Integer({ minimum: 0, maximum: Number.MAX_SAFE_INTEGER, description: 'ms since the epoch' }),
+    expires: Type.Integer({
+      minimum: 0,
+      maximum: Number.MAX_SAFE_INTEGER,
+      description: 'ms since the epoch',
+    }),
     sig: Type.String({ pattern: '^[A-Za-z0-9_-]{86}$', description: 'Ed25519 signature, base64url' }),
   },
   { additionalProperties: false },

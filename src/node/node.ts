@@ -11,6 +11,14 @@ import {
   SqliteBlockStore,
   StoreHealthMonitor,
 } from '../dag/index.js'
+import { economicsHandlers } from '../economics/api.js'
+import {
+  LEDGER_CHAIN,
+  Ledger,
+  type LedgerFoldListener,
+  ledgerMetrics,
+  ledgerSetup,
+} from '../economics/index.js'
 import { type Federation, federationSummary, readGenesisFile } from '../federation/index.js'
 import { IcnError, type Signer, WorkerVerifier } from '../identity/index.js'
 import { networkHandlers } from '../network/api.js'
@@ -76,6 +84,9 @@ export interface NodeModules {
   transports?: IcnTransport[]
 }
 
+/** The RPC protocol a node forwards a member's record on, to the member's home node. */
+export const LEDGER_FORWARD_PROTOCOL = 'ledger/forward/1'
+
 /** Name of the node's own chain under its DID. */
 export const NODE_CHAIN = 'node'
 
@@ -93,6 +104,8 @@ export class IcnNode {
   readonly writer: ChainWriter
   /** Derived state: the projection runner folding blocks into the modules' tables (see nodeProjections). */
   readonly state: ProjectionRunner
+  /** The mana ledger, once the node joined a federation (its accounts come from the genesis). */
+  ledger?: Ledger
   /** Signature checks of incoming blocks run on worker threads, beside decoding and storing. */
   readonly verifier = new WorkerVerifier()
   /** Wall-clock start of this process's node (for uptime; not domain time, so not from the injected clock). */
@@ -148,6 +161,7 @@ export class IcnNode {
         store: this.store,
         logger: this.logger.child({ module: 'state' }),
         metrics: this.metrics,
+        clock: this.clock,
         did: modules.signer.did,
       },
     )
@@ -217,7 +231,14 @@ export class IcnNode {
       this.health.start()
       await this.writer.currentHead({ signal: this.signal })
       // Derived state catches up on what the store holds before the network brings more.
-      for (const p of nodeProjections({ did: this.did, federation })) this.state.register(p)
+      const projections = nodeProjections({
+        did: this.did,
+        federation,
+        onLedgerFolded: this.ledgerFolded,
+        onLedgerBlockRejected: (code) => ledgerMetrics(this.metrics.registry).blocksRejected.inc({ code }),
+      })
+      for (const p of projections) this.state.register(p)
+      if (federation) this.ledger = this.buildLedger(federation)
       await this.state.start()
       checkAborted(this.signal)
       if (federation) await this.joinFederation(federation, psk)
@@ -243,6 +264,7 @@ export class IcnNode {
             federation: apiView,
           }),
           networkHandlers({ federation: apiView }),
+          economicsHandlers({ ledger: () => this.ledger }),
           dagHandlers({
             store: this.store,
             writer: this.writer,
@@ -323,6 +345,9 @@ export class IcnNode {
       },
     )
     this.network = network
+    const ledger = this.ledger
+    // A member record sent to another node comes here if this is the member's home (see Ledger.transferJson).
+    if (ledger) network.handle(LEDGER_FORWARD_PROTOCOL, (message) => ledger.handleForwarded(message))
     network.on('peer:connected', (p) =>
       this.events.publish({ type: 'peer:connected', peerId: p.peerId, did: p.did, at: this.clock.now() }),
     )
@@ -348,6 +373,57 @@ export class IcnNode {
     await network.start()
     this.federation = federation
     checkAborted(this.signal)
+  }
+
+  /** The ledger: this node writes the accounts homed here on its chain `<DID>/ledger` and reads every account. */
+  private buildLedger(federation: Federation): Ledger {
+    const log = this.logger.child({ module: 'economics' })
+    return new Ledger({
+      setup: ledgerSetup(federation),
+      did: this.did,
+      writer: new ChainWriter(
+        { name: LEDGER_CHAIN },
+        { store: this.store, signer: this.modules.signer, logger: log, clock: this.clock },
+      ),
+      state: this.state,
+      sql: this.store.sql(),
+      metrics: ledgerMetrics(this.metrics.registry),
+      logger: log,
+      clock: this.clock,
+      forward: async (home, record) => {
+        if (!this.network) throw new Error('no network')
+        return this.network.request(home, LEDGER_FORWARD_PROTOCOL, record, { timeoutMs: 15_000 })
+      },
+    })
+  }
+
+  /** Each folded ledger op: a metric and a `/v1/events` event. */
+  private readonly ledgerFolded: LedgerFoldListener = (e) => {
+    const m = ledgerMetrics(this.metrics.registry)
+    const at = performance.timeOrigin + performance.now()
+    for (const { idx, op, code } of e.ops) {
+      const outcome = code ?? 'applied'
+      m.folded.inc({ op: op.op, outcome })
+      const base = { cid: e.cid, chain: e.chain, seq: e.seq, index: idx, outcome, ts: e.ts, at }
+      if (op.op === 'transfer')
+        this.events.publish({
+          type: 'ledger:transfer',
+          ...base,
+          from: op.record.member,
+          to: op.record.to,
+          amount: op.record.amount,
+        })
+      else if (op.op === 'hold')
+        this.events.publish({
+          type: 'ledger:hold',
+          ...base,
+          from: op.record.member,
+          amount: op.record.amount,
+        })
+      else if (op.op === 'release') this.events.publish({ type: 'ledger:release', ...base, hold: op.hold })
+      else
+        this.events.publish({ type: 'ledger:settle', ...base, hold: op.hold, to: op.to, amount: op.amount })
+    }
   }
 
   /** No extra roots: GC keeps every chain head itself (own and replicated), the pins (genesis) and evidence. */

@@ -1,3 +1,4 @@
+import { type LedgerFoldListener, ledgerProjection, ledgerSetup } from '../economics/index.js'
 import type { Federation } from '../federation/index.js'
 import type { Projection } from '../state/index.js'
 
@@ -7,12 +8,22 @@ export interface NodeProjectionContext {
   did: string
   /** The federation, when the node runs with a genesis. */
   federation?: Federation
+  /** Told what each ledger block folded (the node turns it into metrics and `/v1/events`). */
+  onLedgerFolded?: LedgerFoldListener
+  onLedgerBlockRejected?(code: string): void
 }
 
 /**
  * Every projection the node folds, in registration order. The node (`IcnNode`) and `icn dag reindex` build the
- * same list, so a reindex rebuilds exactly what the running node keeps.
+ * same list, so a reindex rebuilds exactly what the running node keeps. Without a federation there is no
+ * ledger (its accounts come from the genesis).
  */
-export function nodeProjections(_ctx: NodeProjectionContext): Projection[] {
-  return []
+export function nodeProjections(ctx: NodeProjectionContext): Projection[] {
+  if (!ctx.federation) return []
+  return [
+    ledgerProjection(ledgerSetup(ctx.federation), {
+      onFolded: ctx.onLedgerFolded,
+      onRejectedBlock: ctx.onLedgerBlockRejected,
+    }),
+  ]
 }

@@ -17,6 +17,25 @@ export type NodeEvent =
     }
   | { type: 'evidence'; cid: string; chain?: string; seq?: number; origin: string; peer?: string; at: number }
   | { type: 'peer:connected' | 'peer:disconnected'; peerId: string; did: string; at: number }
+  | {
+      /** A ledger operation folded on this node (from any node's ledger chain). */
+      type: 'ledger:transfer' | 'ledger:hold' | 'ledger:release' | 'ledger:settle'
+      /** The ledger block and the op's index in it. */
+      cid: string
+      chain: string
+      seq: number
+      index: number
+      /** The paying account (a transfer's or hold's member; for release/settle the hold). */
+      from?: string
+      to?: string
+      amount?: number
+      hold?: string
+      /** `applied`, or the code that refused it. */
+      outcome: string
+      /** The block's time (ms). */
+      ts: number
+      at: number
+    }
 
 /** Most events a subscriber may have waiting before it is dropped (a client that stopped reading). */
 export const MAX_LISTENERS = 1_000

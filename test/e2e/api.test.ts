@@ -4,6 +4,7 @@ import { join } from 'node:path'
 import { Value } from 'typebox/value'
 import { afterAll, beforeAll, describe, expect, it } from 'vitest'
 import { ApiClient, ApiError, type RouteDef, type RouteId, routes } from '../../src/api/index.js'
+import { recordToJson, signRecord } from '../../src/economics/index.js'
 import { createGenesis, writeGenesisFile } from '../../src/federation/index.js'
 import { Signer } from '../../src/identity/index.js'
 import { defaultOptions, IcnNode } from '../../src/node/index.js'
@@ -15,11 +16,12 @@ let dir: string
 let node: IcnNode
 let client: ApiClient
 let anon: ApiClient
+let signer: Signer
 
 beforeAll(async () => {
   dir = await mkdtemp(join(tmpdir(), 'icn-api-'))
   // A federation of one, so the federation and peer routes have something to show.
-  const signer = Signer.generate()
+  signer = Signer.generate()
   const genesis = join(dir, 'genesis.car')
   await writeGenesisFile(
     genesis,
@@ -94,6 +96,24 @@ describe('every route, real client against real server', () => {
       chains: () => client.call(routes.chains),
       evidence: () => client.call(routes.evidence),
       stats: () => client.call(routes.stats),
+      listMembers: () => anon.call(routes.listMembers),
+      getMember: () => anon.call(routes.getMember, { params: { did: node.did }, query: {} }),
+      listAccounts: () => anon.call(routes.listAccounts, { query: { at: new Date().toISOString() } }),
+      getAccount: () => anon.call(routes.getAccount, { params: { did: 'treasury' }, query: {} }),
+      postTransfer: () =>
+        anon.call(routes.postTransfer, {
+          body: recordToJson(
+            signRecord(signer, {
+              kind: 'transfer',
+              federation: node.federation!.id,
+              member: signer.did,
+              to: 'treasury',
+              amount: 5,
+              nonce: 'api-test-nonce-1',
+              expires: Date.now() + 60_000,
+            }),
+          ) as never,
+        }),
     }
     expect(Object.keys(calls).sort()).toEqual(Object.keys(routes).sort())
     for (const [id, call] of Object.entries(calls)) {

@@ -32,7 +32,10 @@ interface AccountJson {
 function atOption(at: string | undefined): { at?: string } {
   if (at === undefined) return {}
   if (Number.isNaN(Date.parse(at)))
-    throw new CliError(`--at must be an ISO-8601 instant (e.g. 2026-12-01T12:00:00Z), got ${JSON.stringify(at)}`, EXIT.usage)
+    throw new CliError(
+      `--at must be an ISO-8601 instant (e.g. 2026-12-01T12:00:00Z), got ${JSON.stringify(at)}`,
+      EXIT.usage,
+    )
   return { at: new Date(Date.parse(at)).toISOString() }
 }
 
@@ -49,7 +52,11 @@ function describeAccount(a: AccountJson): string {
 export function parseAmount(text: string): number {
   const n = /^[0-9]{1,16}$/.test(text) ? Number(text) : Number.NaN
   if (!Number.isSafeInteger(n) || n < 1)
-    throw new CliError(`--amount must be a positive integer (smallest units), got ${JSON.stringify(text)}`, EXIT.usage, 'INVALID_AMOUNT')
+    throw new CliError(
+      `--amount must be a positive integer (smallest units), got ${JSON.stringify(text)}`,
+      EXIT.usage,
+      'INVALID_AMOUNT',
+    )
   return n
 }
 
@@ -65,7 +72,9 @@ export function registerMana(program: Command): void {
       .option('--at <iso-time>', 'the state as of this instant (default now)'),
   ).action(async (did: string, opts: GlobalOpts & { at?: string }) => {
     const r = await routes()
-    const a = (await (await clientFor(opts)).call(r.getAccount, {
+    const a = (await (
+      await clientFor(opts)
+    ).call(r.getAccount, {
       params: { did },
       query: atOption(opts.at),
     })) as AccountJson
@@ -82,9 +91,14 @@ export function registerMana(program: Command): void {
     const res = await (await clientFor(opts)).call(r.listAccounts, { query: atOption(opts.at) })
     output(opts, res, () => {
       const rows = (res.accounts as AccountJson[]).map(
-        (a) => `${a.did.padEnd(58)} ${a.kind.padEnd(8)} ${String(a.balance).padStart(12)} ${String(a.held).padStart(10)}`,
+        (a) =>
+          `${a.did.padEnd(58)} ${a.kind.padEnd(8)} ${String(a.balance).padStart(12)} ${String(a.held).padStart(10)}`,
       )
-      return [`as of ${res.at}`, `${'account'.padEnd(58)} ${'kind'.padEnd(8)} ${'balance'.padStart(12)} ${'held'.padStart(10)}`, ...rows].join('\n')
+      return [
+        `as of ${res.at}`,
+        `${'account'.padEnd(58)} ${'kind'.padEnd(8)} ${'balance'.padStart(12)} ${'held'.padStart(10)}`,
+        ...rows,
+      ].join('\n')
     })
   })
 
@@ -94,19 +108,31 @@ export function registerMana(program: Command): void {
       .description(
         "Move mana from a member's account to any account of the federation, signed with the member's key and sent to its home node",
       )
-      .requiredOption('--member <dir>', "the paying member's folder (icn member new --dir, or a devnet member's)")
+      .requiredOption(
+        '--member <dir>',
+        "the paying member's folder (icn member new --dir, or a devnet member's)",
+      )
       .requiredOption('--to <did>', "the payee's account: a member or node DID, or `treasury`")
       .requiredOption('--amount <n>', 'a positive integer, in smallest units')
       .option('--expires-in <seconds>', 'how long the signed record stays valid', '300')
       .option('--passphrase-file <file>', "read the member's passphrase from this file"),
   ).action(
     async (
-      opts: GlobalOpts & { member: string; to: string; amount: string; expiresIn: string; passphraseFile?: string },
+      opts: GlobalOpts & {
+        member: string
+        to: string
+        amount: string
+        expiresIn: string
+        passphraseFile?: string
+      },
     ) => {
       const amount = parseAmount(opts.amount)
       const expiresIn = /^[0-9]{1,7}$/.test(opts.expiresIn) ? Number(opts.expiresIn) : Number.NaN
       if (!Number.isSafeInteger(expiresIn) || expiresIn < 1)
-        throw new CliError(`--expires-in must be a positive number of seconds, got ${JSON.stringify(opts.expiresIn)}`, EXIT.usage)
+        throw new CliError(
+          `--expires-in must be a positive number of seconds, got ${JSON.stringify(opts.expiresIn)}`,
+          EXIT.usage,
+        )
       const { openMember } = await import('../member.js')
       const member = await openMember(opts.member, { passphraseFile: opts.passphraseFile })
       // The member's home node: --api / ICN_API, else --data-dir, else the data folder its folder records (a

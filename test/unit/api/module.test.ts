@@ -11,6 +11,7 @@ import {
   routes,
 } from '../../../src/api/index.js'
 import { type DagApiComponents, dagHandlers } from '../../../src/dag/api.js'
+import { economicsHandlers } from '../../../src/economics/api.js'
 import { type NetworkApiComponents, networkHandlers } from '../../../src/network/api.js'
 import { type NodeApiComponents, nodeHandlers } from '../../../src/node/api.js'
 import { nodeRoutes } from '../../../src/node/routes.js'
@@ -23,6 +24,7 @@ const server = { metrics: createMetrics(), logger: silentLogger(), apiKey: 'test
 const everyModule = (): ModuleHandlers[] => [
   nodeHandlers({} as NodeApiComponents),
   networkHandlers({} as NetworkApiComponents),
+  economicsHandlers({ ledger: () => undefined }),
   dagHandlers({} as DagApiComponents),
 ]
 
@@ -161,6 +163,7 @@ describe('import weight', () => {
       'src/api/module.ts',
       'src/api/routes.ts',
       'src/dag/routes.ts',
+      'src/economics/routes.ts',
       'src/network/routes.ts',
       'src/node/routes.ts',
     ])

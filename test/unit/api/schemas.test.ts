@@ -6,6 +6,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest'
 import { createApiServer } from '../../../src/api/index.js'
 import { dagHandlers } from '../../../src/dag/api.js'
 import { ChainWriter, SqliteBlockStore } from '../../../src/dag/index.js'
+import { economicsHandlers } from '../../../src/economics/api.js'
 import { Signer } from '../../../src/identity/index.js'
 import { networkHandlers } from '../../../src/network/api.js'
 import { nodeHandlers } from '../../../src/node/api.js'
@@ -42,6 +43,7 @@ beforeAll(async () => {
           events: new EventBus(),
         }),
         networkHandlers({}),
+        economicsHandlers({ ledger: () => undefined }),
         dagHandlers({ store, writer, metrics, gcRoots: async () => [] }),
       ],
       { compileSchemas: mode },
