@@ -236,7 +236,8 @@ export function ledgerProjection(
       const last = await chainState(tx, block.chain)
       const floor = Math.max(s.genesisTs, last?.ts ?? s.genesisTs)
       if (ts < floor) {
-        hooks.onRejectedBlock?.('LEDGER_TIME_BACKWARDS')
+        const onRejected = hooks.onRejectedBlock
+        if (onRejected) ctx.afterCommit(() => onRejected('LEDGER_TIME_BACKWARDS'))
         return {
           status: 'rejected',
           code: 'LEDGER_TIME_BACKWARDS',
@@ -267,7 +268,9 @@ export function ledgerProjection(
         }
       }
       await saveChainState(tx, block.chain, block.seq, ts)
-      hooks.onFolded?.({ chain: block.chain, seq: block.seq, cid: ctx.cid.toString(), ts, ops: folded })
+      const event = { chain: block.chain, seq: block.seq, cid: ctx.cid.toString(), ts, ops: folded }
+      const onFolded = hooks.onFolded
+      if (onFolded) ctx.afterCommit(() => onFolded(event))
       return { status: 'applied' }
     },
   }

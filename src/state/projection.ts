@@ -64,6 +64,11 @@ export interface FoldContext {
   now: number
   /** Whether the block was written by this node (its own chain): a fold may skip checks it ran before writing. */
   own: boolean
+  /**
+   * Run `fn` once the transaction holding this fold has committed (never if it rolls back): for telling the
+   * world (events, metrics) about what is now true. Errors thrown by `fn` are logged and dropped.
+   */
+  afterCommit(fn: () => void): void
 }
 
 export interface Projection {

@@ -569,9 +569,17 @@ export class ProjectionRunner {
       const blocks = await this.store.chainRange(chain, from, this.batch)
       if (blocks.length === 0) return
       const started = performance.now()
-      const { counts, last, deferred, moved } = await this.lockedTx(`cursor:${name}:${chain}`, (tx) =>
-        this.foldBatch(r, tx, chain, from, blocks),
-      )
+      let committed: (() => void)[] = []
+      const { counts, last, deferred, moved } = await this.lockedTx(`cursor:${name}:${chain}`, (tx) => {
+        committed = []
+        return this.foldBatch(r, tx, chain, from, blocks, committed)
+      })
+      for (const fn of committed)
+        try {
+          fn()
+        } catch (err) {
+          this.logger?.warn({ err, projection: name, chain }, 'afterCommit callback failed')
+        }
       if (moved !== undefined) {
         // Another runner on a shared database (or a reindex) moved this cursor: go on from where it is.
         this.logger?.debug(
@@ -624,6 +632,7 @@ export class ProjectionRunner {
     chain: string,
     from: number,
     blocks: Block[],
+    committed: (() => void)[],
   ): Promise<{
     counts: Counts
     last?: { seq: number; cid: string }
@@ -662,6 +671,7 @@ export class ProjectionRunner {
           block,
           now: this.clock.now(),
           own: block.author === this.did,
+          afterCommit: (fn) => committed.push(fn),
         })
       if (outcome.status === 'deferred') {
         counts.deferred++
