@@ -4,8 +4,14 @@
  * blocks, dumps again and compares table by table. Loaded only by that command.
  */
 import { existsSync } from 'node:fs'
-import { type BlockStore, PostgresBlockStore, SqliteBlockStore } from '../dag/index.js'
-import { readGenesisFile } from '../federation/index.js'
+import {
+  type BlockStore,
+  DAG_CBOR,
+  decodeSignedBlock,
+  PostgresBlockStore,
+  SqliteBlockStore,
+} from '../dag/index.js'
+import { type Federation, GENESIS_TYPE, parseGenesis, readGenesisFile } from '../federation/index.js'
 // Straight from the files, not node/index.ts: the node itself (libp2p, the API server) is not needed here.
 import { dataPaths, NotInitializedError, readConfig, readDid } from '../node/datadir.js'
 import type { StoreKind } from '../node/options.js'
@@ -59,7 +65,8 @@ export async function reindexDataDir(
   await store.open()
   const runner = new ProjectionRunner({}, { store, did })
   try {
-    for (const p of (opts.projections ?? nodeProjections)({ did, federation })) runner.register(p)
+    const fed = federation ?? (await pinnedGenesis(store, did))
+    for (const p of (opts.projections ?? nodeProjections)({ did, federation: fed })) runner.register(p)
     await runner.start()
     const before = await runner.dump()
     const r = await runner.reindex({ onProgress })
@@ -80,4 +87,32 @@ export async function reindexDataDir(
     await runner.stop()
     await store.close()
   }
+}
+
+/**
+ * The federation this node joined, found in its own store: a node pins the genesis it was started with. So
+ * `icn dag reindex` needs no --genesis for a node's data folder. Undefined if the node never joined one.
+ */
+async function pinnedGenesis(store: BlockStore, did: string): Promise<Federation | undefined> {
+  const found: Federation[] = []
+  for (const cid of await store.pins()) {
+    if (cid.code !== DAG_CBOR) continue
+    const bytes = await store.get(cid).catch(() => undefined)
+    if (!bytes) continue
+    let type: string
+    try {
+      type = decodeSignedBlock(bytes).type
+    } catch {
+      continue
+    }
+    if (type !== GENESIS_TYPE) continue
+    const f = parseGenesis({ cid, bytes })
+    if (f.nodes.includes(did)) found.push(f)
+  }
+  if (found.length > 1)
+    throw new CliError(
+      `this store holds the genesis of ${found.length} federations of this node (${found.map((f) => f.id).join(', ')}); choose one with --genesis FILE`,
+      EXIT.usage,
+    )
+  return found[0]
 }

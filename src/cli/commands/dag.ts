@@ -139,7 +139,7 @@ export function registerDag(program: Command): void {
     .option('--data-dir <dir>', "the node's data folder")
     .option('--store <kind>', "sqlite or postgres (default: the data folder's config)")
     .option('--pg-url <url>', "PostgreSQL URL (default: the data folder's config)")
-    .option('--genesis <file>', 'the federation genesis the node runs with, for projections that need it')
+    .option('--genesis <file>', 'the federation genesis (default: the one the node pinned in its store)')
     .option('--json', 'print JSON')
     .action(
       async (opts: GlobalOpts & { store?: string; pgUrl?: string; genesis?: string }): Promise<void> => {
