@@ -10,6 +10,7 @@ import {
   type TransferFields,
 } from '../../src/economics/index.js'
 import { Signer } from '../../src/identity/index.js'
+import { dumpDifferences } from '../../src/state/index.js'
 import { type Harness, startHarness, until } from '../helpers/harness.js'
 
 /**
@@ -17,6 +18,7 @@ import { type Harness, startHarness, until } from '../helpers/harness.js'
  * manual clock), driven through each node's real HTTP API: transfers between members homed on different nodes,
  * forwarding to the home node, concurrent spending, every refusal, regeneration under the clock, a node that
  * was down catching up, the ledger's time rules on crafted blocks, the event stream and the metrics.
+ * SQLite stores by default; `ICN_TEST_STORE=postgres` runs the same on PostgreSQL (a database per node).
  */
 
 const CAP = 1_000
@@ -32,6 +34,7 @@ const bob = Signer.generate() // homed at node 1
 const carol = Signer.generate() // homed at node 2
 const regen = Signer.generate() // homed at node 0, spends only in the regeneration test
 const spender = Signer.generate() // homed at node 1, spends only in the concurrency test
+const spender2 = Signer.generate() // homed at node 2, spends only in the forwarded concurrency test
 const far = Signer.generate() // homed at the rogue node
 const outsider = Signer.generate() // no member
 
@@ -143,6 +146,7 @@ async function metric(i: number, series: string): Promise<number> {
 beforeAll(async () => {
   h = await startHarness({
     nodes: 3,
+    store: process.env.ICN_TEST_STORE === 'postgres' ? 'postgres' : 'sqlite',
     extra: [rogue],
     members: [
       { signer: alice, home: 0 },
@@ -150,6 +154,7 @@ beforeAll(async () => {
       { signer: carol, home: 2 },
       { signer: regen, home: 0 },
       { signer: spender, home: 1 },
+      { signer: spender2, home: 2 },
       { signer: far, home: 3 },
     ],
     parameters: {
@@ -205,7 +210,7 @@ describe('the ledger across nodes', () => {
       home: [...h.federation.nodes].sort()[0],
     })
     expectBooksBalance(views[0]!)
-    // every account of the genesis is listed: six members, the four nodes, the treasury
+    // every account of the genesis is listed: seven members, the four nodes, the treasury
     expect(views[0]!.map((a) => a.did)).toEqual(
       [...h.federation.members, ...h.federation.nodes, 'treasury'].sort(),
     )
@@ -277,6 +282,38 @@ describe('the ledger across nodes', () => {
     }
   })
 
+  it('the same, sent through every node at once: forwarded ones are checked against the same balance', async () => {
+    const t = h.clock.now()
+    const start = await account(2, spender2.did, t)
+    const amount = Math.floor(start.balance / 10)
+    const fit = Math.floor(start.balance / amount)
+    // 60 records, 20 to each node: nodes 0 and 1 forward theirs to node 2, spender2's home
+    const answers = await Promise.all(
+      Array.from({ length: 60 }, (_, k) => post(k % 3, transfer(spender2, bob.did, amount))),
+    )
+    const ok = answers.filter((a) => a.status === 201)
+    expect(ok).toHaveLength(fit)
+    for (const a of answers.filter((x) => x.status !== 201))
+      expect({ status: a.status, code: a.body.code }).toEqual({ status: 409, code: 'INSUFFICIENT_MANA' })
+    const receipts = ok.map((a) => a.body as unknown as Receipt)
+    for (const r of receipts) expect(r.chain).toBe(`${h.nodes[2]!.did}/ledger`)
+    await folded(receipts.reduce((m, r) => (r.seq > m.seq ? r : m)))
+    for (const i of [0, 1, 2]) {
+      const list = await accounts(i, t)
+      expect(byDid(list).get(spender2.did)).toMatchObject({
+        balance: start.balance - fit * amount,
+        sent: fit * amount,
+      })
+      expectBooksBalance(list)
+    }
+    // every refusal the home node gave is counted once, at the home node, whichever node it came through
+    expect(await metric(2, 'icn_ledger_transfers_total{outcome="INSUFFICIENT_MANA"}')).toBe(60 - fit)
+    expect(
+      (await metric(0, 'icn_ledger_forwarded_total{outcome="INSUFFICIENT_MANA"}')) +
+        (await metric(1, 'icn_ledger_forwarded_total{outcome="INSUFFICIENT_MANA"}')),
+    ).toBe(answers.filter((a, k) => k % 3 !== 2 && a.status === 409).length)
+  })
+
   it('refuses bad records through the HTTP API with their typed error and changes nothing', async () => {
     const t = h.clock.now()
     // one good transfer to replay afterwards
@@ -291,7 +328,8 @@ describe('the ledger across nodes', () => {
 
     const tampered = { ...transfer(alice, bob.did, 5), amount: 500 }
     const reuse = transfer(alice, bob.did, 6, { nonce: good.nonce as string })
-    const cases: [string, unknown, number, string][] = [
+    // [what, body, HTTP status, code, what the message names]
+    const cases: [string, unknown, number, string, string?][] = [
       ['the same record again', good, 409, 'RECORD_REPLAYED'],
       ['a new record reusing a nonce', reuse, 409, 'RECORD_REPLAYED'],
       ['expired', transfer(alice, bob.did, 5, { expires: t - 1 }), 400, 'RECORD_EXPIRED'],
@@ -305,11 +343,11 @@ describe('the ledger across nodes', () => {
       ['a tampered amount', tampered, 400, 'INVALID_RECORD_SIGNATURE'],
       ['not JSON', '{"kind": "transfer", ', 400, 'INVALID_JSON'],
       ['not a record', { hello: 'world' }, 400, 'VALIDATION_FAILED'],
-      ['no signature', { ...good, sig: undefined }, 400, 'VALIDATION_FAILED'],
-      ['amount 0', { ...good, amount: 0 }, 400, 'VALIDATION_FAILED'],
-      ['a negative amount', { ...good, amount: -5 }, 400, 'VALIDATION_FAILED'],
-      ['a fractional amount', { ...good, amount: 1.5 }, 400, 'VALIDATION_FAILED'],
-      ['an amount as text', { ...good, amount: '10' }, 400, 'VALIDATION_FAILED'],
+      ['no signature', { ...good, sig: undefined }, 400, 'VALIDATION_FAILED', 'sig'],
+      ['amount 0', { ...good, amount: 0 }, 400, 'VALIDATION_FAILED', 'body/amount'],
+      ['a negative amount', { ...good, amount: -5 }, 400, 'VALIDATION_FAILED', 'body/amount'],
+      ['a fractional amount', { ...good, amount: 1.5 }, 400, 'VALIDATION_FAILED', 'body/amount'],
+      ['an amount as text', { ...good, amount: '10' }, 400, 'VALIDATION_FAILED', 'body/amount'],
       ['a payee that is no account', transfer(alice, Signer.generate().did, 5), 404, 'UNKNOWN_ACCOUNT'],
       ['a payee that is not even a DID', transfer(alice, 'nobody', 5), 404, 'UNKNOWN_ACCOUNT'],
       ['to itself', transfer(alice, alice.did, 5), 400, 'SELF_TRANSFER'],
@@ -322,9 +360,10 @@ describe('the ledger across nodes', () => {
     ]
     // each sent to the member's home node (0) and to a node that forwards it (1): the same answer
     for (const node of [0, 1])
-      for (const [what, body, status, code] of cases) {
+      for (const [what, body, status, code, names] of cases) {
         const a = await post(node, body)
         expect({ what, node, status: a.status, code: a.body.code }).toEqual({ what, node, status, code })
+        if (names) expect(a.body.message, what).toContain(names)
       }
     expect(await snapshot()).toEqual(before)
     expect(await heads()).toEqual(headsBefore)
@@ -332,6 +371,22 @@ describe('the ledger across nodes', () => {
     const expired = cases.find((c) => c[0] === 'expired')![1] as { nonce: string }
     const retry = await accepted(0, transfer(alice, bob.did, 5, { nonce: expired.nonce }))
     await folded(retry)
+
+    // the edges are inside: expiring now, and exactly recordMaxTtlMs ahead
+    const now = h.clock.now()
+    for (const expires of [now, now + TTL_MS])
+      await folded(await accepted(0, transfer(alice, bob.did, 1, { expires })))
+    // a bad ?at= is INVALID_INSTANT, an unknown account UNKNOWN_ACCOUNT
+    const bad = await fetch(`${h.node(0).apiUrl}/v1/accounts?at=yesterday`)
+    expect({ status: bad.status, code: ((await bad.json()) as { code: string }).code }).toEqual({
+      status: 400,
+      code: 'INVALID_INSTANT',
+    })
+    const none = await fetch(`${h.node(0).apiUrl}/v1/accounts/${encodeURIComponent(outsider.did)}`)
+    expect({ status: none.status, code: ((await none.json()) as { code: string }).code }).toEqual({
+      status: 404,
+      code: 'UNKNOWN_ACCOUNT',
+    })
   })
 
   it('regenerates proportionally (floor) under the clock up to the cap exactly, and stops there', async () => {
@@ -522,5 +577,17 @@ describe('the ledger across nodes', () => {
       ctl.abort()
       await reading
     }
+  })
+  it('every node derived the same tables from the same blocks, and a reindex rebuilds them identically', async () => {
+    // wait until every node holds and folded every ledger chain's head
+    const heads = (await h.node(0).store.chainHeads()).filter((c) => c.chain.endsWith('/ledger'))
+    expect(heads.length).toBeGreaterThanOrEqual(4) // the three nodes' and the rogue's
+    for (const head of heads) await folded({ cid: head.cid.toString(), chain: head.chain, seq: head.seq })
+    const dumps = await Promise.all([0, 1, 2].map((i) => h.node(i).state.dump()))
+    expect(dumps[0]!.ledger_ops!.length).toBeGreaterThan(40)
+    expect(dumpDifferences(dumps[0]!, dumps[1]!)).toEqual([])
+    expect(dumpDifferences(dumps[0]!, dumps[2]!)).toEqual([])
+    await h.node(1).state.reindex()
+    expect(dumpDifferences(dumps[1]!, await h.node(1).state.dump())).toEqual([])
   })
 })
