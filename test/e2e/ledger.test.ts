@@ -11,7 +11,7 @@ import {
 } from '../../src/economics/index.js'
 import { Signer } from '../../src/identity/index.js'
 import { dumpDifferences } from '../../src/state/index.js'
-import { type Harness, startHarness, until } from '../helpers/harness.js'
+import { HARNESS_EPOCH, type Harness, startHarness, until } from '../helpers/harness.js'
 
 /**
  * The mana ledger across the nodes of the in-process harness (three IcnNodes over @libp2p/memory on one
@@ -29,6 +29,8 @@ const TTL_MS = 3_600_000
 let h: Harness
 /** A fourth node of the genesis that never runs: the test writes its ledger chain by hand (time rules). */
 const rogue = Signer.generate()
+/** A fifth one, for a first ledger block dated before the genesis. */
+const rogue2 = Signer.generate()
 const alice = Signer.generate() // homed at node 0
 const bob = Signer.generate() // homed at node 1
 const carol = Signer.generate() // homed at node 2
@@ -143,11 +145,64 @@ async function metric(i: number, series: string): Promise<number> {
   return 0
 }
 
+/** The rogue node's ledger chain, written by hand. */
+const rogueChain = (): string => chainId(rogue.did, 'ledger')
+const rogueBlocks: Block[] = []
+/** The nonce of far's transfer in the rogue chain's first block. */
+let firstNonce = ''
+
+/** A transfer op by `far` (homed at the rogue node), its record valid at `ts`. */
+type TransferOp = Extract<LedgerOp, { op: 'transfer' }>
+const op = (amount: number, ts: number, o: Parameters<typeof record>[3] = {}): TransferOp => ({
+  op: 'transfer',
+  record: record(far, alice.did, amount, { expires: ts + 60_000, ...o }),
+})
+
+/**
+ * Sign the rogue node's next ledger block and put it on node 0, as if it had arrived there from the rogue node;
+ * node 0 announces it and the others fetch it.
+ */
+async function writeRogue(ts: number, body: unknown, signer: Signer = rogue): Promise<Block> {
+  const prev = rogueBlocks.at(-1)
+  const b = createSignedBlock(signer, {
+    type: LEDGER_BATCH_TYPE,
+    chain: chainId(signer.did, 'ledger'),
+    seq: signer === rogue ? rogueBlocks.length : 0,
+    prev: signer === rogue ? ((prev?.cid as CID | undefined) ?? null) : null,
+    ts,
+    body,
+  })
+  if (signer === rogue) rogueBlocks.push(b)
+  await h.node(0).store.put(b, { source: 'test' })
+  return b
+}
+
+/** The fold's outcome of each op of a ledger block on node i. */
+async function outcomes(i: number, chain: string, seq: number): Promise<(string | null)[]> {
+  const rows = await h
+    .node(i)
+    .store.sql()
+    .query('SELECT code FROM ledger_ops WHERE chain = $1 AND seq = $2 ORDER BY idx', [chain, seq])
+  return rows.map((r) => (r.code as string | null) ?? null)
+}
+
+async function rejection(i: number, chain: string, seq: number): Promise<unknown[]> {
+  const rows = await h
+    .node(i)
+    .store.sql()
+    .query('SELECT code FROM state_rejections WHERE projection = $1 AND chain = $2 AND seq = $3', [
+      'economics.ledger',
+      chain,
+      seq,
+    ])
+  return rows.map((r) => r.code)
+}
+
 beforeAll(async () => {
   h = await startHarness({
     nodes: 3,
     store: process.env.ICN_TEST_STORE === 'postgres' ? 'postgres' : 'sqlite',
-    extra: [rogue],
+    extra: [rogue, rogue2],
     members: [
       { signer: alice, home: 0 },
       { signer: bob, home: 1 },
@@ -451,31 +506,13 @@ describe('the ledger across nodes', () => {
   })
 
   it('time rules: a ledger block going back in time folds as rejected everywhere; one too far ahead waits for the clock', async () => {
-    const chain = chainId(rogue.did, 'ledger')
-    const op = (amount: number, ts: number): LedgerOp => ({
-      op: 'transfer',
-      record: record(far, alice.did, amount, { expires: ts + 60_000 }),
-    })
-    const blocks: (Block & { ts: number })[] = []
-    const write = async (ts: number, ops: LedgerOp[]): Promise<Block & { ts: number }> => {
-      const prev = blocks.at(-1)
-      const b = createSignedBlock(rogue, {
-        type: LEDGER_BATCH_TYPE,
-        chain,
-        seq: blocks.length,
-        prev: (prev?.cid as CID | undefined) ?? null,
-        ts,
-        body: { ops },
-      })
-      blocks.push({ ...b, ts })
-      // put on node 0 (as if the rogue node's block arrived there); node 0 announces it to the others
-      await h.node(0).store.put(b, { source: 'test' })
-      return blocks.at(-1)!
-    }
+    const chain = rogueChain()
     const farOn = async (i: number, at: number): Promise<AccountView> => account(i, far.did, at)
 
     const t0 = h.clock.now()
-    const b0 = await write(t0, [op(10, t0)])
+    const first = op(10, t0)
+    firstNonce = first.record.nonce
+    const b0 = await writeRogue(t0, { ops: [first] })
     await folded({ cid: b0.cid.toString(), chain, seq: 0 })
     for (const i of [0, 1, 2]) expect(await farOn(i, t0)).toMatchObject({ sent: 10, balance: CAP - 10 })
 
@@ -483,18 +520,10 @@ describe('the ledger across nodes', () => {
     const rejected0 = await Promise.all(
       [0, 1, 2].map((i) => metric(i, 'icn_ledger_blocks_rejected_total{code="LEDGER_TIME_BACKWARDS"}')),
     )
-    const b1 = await write(t0 - 1_000, [op(20, t0)])
+    const b1 = await writeRogue(t0 - 1_000, { ops: [op(20, t0)] })
     await folded({ cid: b1.cid.toString(), chain, seq: 1 })
     for (const i of [0, 1, 2]) {
-      const rows = await h
-        .node(i)
-        .store.sql()
-        .query('SELECT code FROM state_rejections WHERE projection = $1 AND chain = $2 AND seq = $3', [
-          'economics.ledger',
-          chain,
-          1,
-        ])
-      expect(rows.map((r) => r.code)).toEqual(['LEDGER_TIME_BACKWARDS'])
+      expect(await rejection(i, chain, 1)).toEqual(['LEDGER_TIME_BACKWARDS'])
       expect(await metric(i, 'icn_ledger_blocks_rejected_total{code="LEDGER_TIME_BACKWARDS"}')).toBe(
         rejected0[i]! + 1,
       )
@@ -503,7 +532,7 @@ describe('the ledger across nodes', () => {
 
     // seq 2 dated a minute beyond the skew: stored everywhere, folded nowhere until the clock gets there
     const ahead = h.clock.now() + SKEW_MS + 60_000
-    const b2 = await write(ahead, [op(30, ahead)])
+    const b2 = await writeRogue(ahead, { ops: [op(30, ahead)] })
     await h.waitForBlock(b2.cid) // (moves the clock a little, far less than a minute)
     expect(h.clock.now()).toBeLessThan(ahead - SKEW_MS)
     const lagged = async (i: number): Promise<number> =>
@@ -525,6 +554,66 @@ describe('the ledger across nodes', () => {
     expect(views[1]).toEqual(views[0])
     expect(views[2]).toEqual(views[0])
     expectBooksBalance(views[0]!)
+
+    // a node's first ledger block dated before the genesis: rejected the same way
+    const early = await writeRogue(HARNESS_EPOCH - 1, { ops: [op(1, t0)] }, rogue2)
+    await folded({ cid: early.cid.toString(), chain: chainId(rogue2.did, 'ledger'), seq: 0 })
+    for (const i of [0, 1, 2])
+      expect(await rejection(i, chainId(rogue2.did, 'ledger'), 0)).toEqual(['LEDGER_TIME_BACKWARDS'])
+  })
+
+  it("a dishonest node's ledger block: each op judged on its own by the fold, the same on every node", async () => {
+    const chain = rogueChain()
+    // as late as the skew allows: not before the chain's last block (dated ahead of the clock before)
+    const ts = h.clock.now() + SKEW_MS
+    const before = await accounts(0, ts)
+    const tampered = op(5, ts)
+    tampered.record = { ...tampered.record, amount: 50 }
+    const b = await writeRogue(ts, {
+      ops: [
+        // alice is homed at node 0: the rogue node cannot debit her
+        { op: 'transfer', record: record(alice, far.did, 100, { expires: ts + 60_000 }) },
+        tampered,
+        op(5, ts, { nonce: firstNonce }), // a nonce far used in the rogue's first block
+        { op: 'transfer', record: record(far, outsider.did, 5, { expires: ts + 60_000 }) },
+        op(5, ts, { expires: ts - 1 }),
+        { op: 'transfer', record: record(far, far.did, 5, { expires: ts + 60_000 }) },
+        // more than far has: the fold does not check funds (only an honest home node does)
+        op(CAP * 3, ts),
+      ],
+    })
+    await folded({ cid: b.cid.toString(), chain, seq: rogueBlocks.length - 1 })
+    for (const i of [0, 1, 2]) {
+      expect(await outcomes(i, chain, rogueBlocks.length - 1)).toEqual([
+        'WRONG_HOME',
+        'INVALID_RECORD_SIGNATURE',
+        'RECORD_REPLAYED',
+        'UNKNOWN_ACCOUNT',
+        'RECORD_EXPIRED',
+        'SELF_TRANSFER',
+        null,
+      ])
+    }
+    const views = await Promise.all([0, 1, 2].map((i) => accounts(i, ts)))
+    expect(views[1]).toEqual(views[0])
+    expect(views[2]).toEqual(views[0])
+    const was = byDid(before)
+    const now = byDid(views[0]!)
+    // only the overdraft moved anything: far went negative, alice got it; the books still balance
+    expect(now.get(far.did)!.balance).toBe(was.get(far.did)!.balance - CAP * 3)
+    expect(now.get(far.did)!.balance).toBeLessThan(0)
+    expect(now.get(alice.did)!.balance).toBe(was.get(alice.did)!.balance + CAP * 3)
+    for (const [did, a] of was) if (did !== far.did && did !== alice.did) expect(now.get(did)).toEqual(a)
+    expectBooksBalance(views[0]!)
+  })
+
+  it('the same record sent many times at once, to its home and through the others, is taken once', async () => {
+    const json = transfer(carol, bob.did, 3)
+    const answers = await Promise.all(Array.from({ length: 12 }, (_, k) => post(k % 3, json)))
+    expect(answers.filter((a) => a.status === 201)).toHaveLength(1)
+    for (const a of answers.filter((x) => x.status !== 201))
+      expect({ status: a.status, code: a.body.code }).toEqual({ status: 409, code: 'RECORD_REPLAYED' })
+    await folded(answers.find((a) => a.status === 201)!.body as unknown as Receipt)
   })
 
   it('streams a transfer as a ledger:transfer event on /v1/events of another node', async () => {
