@@ -294,6 +294,11 @@ describe('the ledger across nodes', () => {
     expect(await metric(0, 'icn_ledger_forwarded_total{outcome="PEER_UNREACHABLE"}')).toBe(1)
     expect(await Promise.all([0, 1].map((i) => accounts(i, t)))).toEqual(before)
 
+    // far's home (the rogue node) never ran: no node can reach it
+    const never = await post(1, transfer(far, alice.did, 10))
+    expect({ status: never.status, code: never.body.code }).toEqual({ status: 503, code: 'HOME_UNREACHABLE' })
+    expect(await Promise.all([0, 1].map((i) => accounts(i, t)))).toEqual(before)
+
     // back up: the very same record goes through (its nonce was never used)
     await h.heal(2)
     const again = await accepted(0, json)
