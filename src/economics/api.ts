@@ -35,8 +35,10 @@ export function economicsHandlers(c: EconomicsApiComponents): ModuleHandlers<typ
         return { ...member, account }
       },
       listAccounts: async (req) => {
-        const at = instant(req.query.at) ?? Date.now()
-        return { at: new Date(at).toISOString(), accounts: await ledger().accounts(at) }
+        const l = ledger()
+        // Without ?at=, the node's clock (as GET /v1/accounts/:did), not the machine's.
+        const at = instant(req.query.at) ?? l.now()
+        return { at: new Date(at).toISOString(), accounts: await l.accounts(at) }
       },
       getAccount: async (req) => {
         const account = await ledger().account(req.params.did, instant(req.query.at))

@@ -101,7 +101,8 @@ export class Ledger {
     this.chain = c.writer.chain
   }
 
-  private now(): number {
+  /** The node's time (its injected clock): what "now" means for every read without an instant. */
+  now(): number {
     return this.c.clock?.now() ?? Date.now()
   }
 

@@ -54,6 +54,11 @@ export interface HarnessOptions {
   store?: 'sqlite' | 'postgres'
   /** More node keys for the genesis, which the test holds itself (e.g. a raw libp2p host playing a bad node). */
   extra?: Signer[]
+  /**
+   * Founding members and where each is homed: `home` indexes the harness nodes followed by `extra` (default:
+   * node 0's own DID the only member, homed at itself).
+   */
+  members?: { signer: Signer; home: number }[]
   /** Called with each node after it started (register RPC handlers, listen to events). */
   onStart?: (node: IcnNode, index: number) => void | Promise<void>
 }
@@ -117,10 +122,19 @@ export async function startHarness(opts: HarnessOptions): Promise<Harness> {
   const tag = `${process.pid}-${++harnesses}`
   const logger = createLogger({ level: process.env.TEST_LOG_LEVEL ?? 'silent' })
   const signers = Array.from({ length: opts.nodes }, () => Signer.generate())
+  const nodeKeys = [...signers, ...(opts.extra ?? [])]
+  const homeOf = (m: { signer: Signer; home: number }): string => {
+    const home = nodeKeys[m.home]
+    if (!home) throw new Error(`member ${m.signer.did}: no node ${m.home} to be homed at`)
+    return home.did
+  }
   const federation = createGenesis(signers[0]!, {
     name: 'harness',
-    members: [signers[0]!.did],
-    nodes: [...signers, ...(opts.extra ?? [])].map((s) => s.did),
+    members: opts.members ? opts.members.map((m) => m.signer.did) : [signers[0]!.did],
+    ...(opts.members
+      ? { homes: Object.fromEntries(opts.members.map((m) => [m.signer.did, homeOf(m)])) }
+      : {}),
+    nodes: nodeKeys.map((s) => s.did),
     parameters: { syncIntervalMs: 1_000, ...opts.parameters },
     ts: clock.now(),
   })
