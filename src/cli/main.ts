@@ -16,10 +16,14 @@ import { CliError, EXIT } from './common.js'
  * Error codes that mean the user's input was wrong (exit 2) rather than the operation failing (exit 1): a
  * malformed or inconsistent flag, an input file named on the command line (genesis, passphrase file, CAR) that
  * is missing or is not what it should be, a passphrase that cannot be used for a new keystore, a database that
- * does not exist, a folder for a new member that already holds one. Commander's own errors (unknown option or
+ * does not exist, a folder for a new member that already holds one, an account id that names no account of the
+ * federation (UNKNOWN_ACCOUNT, like UNKNOWN_NODE for a devnet node's name). Commander's own errors (unknown option or
  * command, missing argument) are 2 as well. Exit 1 is an operation that was tried and failed: a wrong passphrase
  * for an existing keystore (like an invalid signature), a data folder, devnet folder or member folder with nothing
- * in it yet, or a data folder that already holds an identity.
+ * in it yet, a data folder that already holds an identity, or a ledger refusal of a well-formed request
+ * (INSUFFICIENT_MANA, NOT_A_MEMBER, RECORD_REPLAYED: statuses 403/409). The node's 400 answers (a refusal of the
+ * user's input: INVALID_AMOUNT, INVALID_INSTANT, SELF_TRANSFER, …) are 2, and so is an API error whose code is
+ * listed here.
  */
 export const USAGE_CODES: ReadonlySet<string> = new Set([
   'USAGE',
@@ -38,6 +42,9 @@ export const USAGE_CODES: ReadonlySet<string> = new Set([
   'UNKNOWN_NODE',
   'DATABASE_NOT_FOUND',
   'MEMBER_EXISTS',
+  'UNKNOWN_ACCOUNT',
+  'INVALID_INSTANT',
+  'INVALID_AMOUNT',
 ])
 
 export function buildProgram(): Command {
@@ -80,7 +87,9 @@ export async function main(argv: string[]): Promise<number> {
     if (err instanceof CliError) return err.exitCode
     // An ApiError from the client, known by shape: the API module is loaded only by the commands that use it.
     if ((err as Error).name === 'ApiError' && typeof e.status === 'number')
-      return e.status === 400 || e.status === 413 || e.status === 415 ? EXIT.usage : EXIT.failed
+      return e.status === 400 || e.status === 413 || e.status === 415 || (e.code && USAGE_CODES.has(e.code))
+        ? EXIT.usage
+        : EXIT.failed
     if (e.code && USAGE_CODES.has(e.code)) return EXIT.usage
     return EXIT.failed
   }

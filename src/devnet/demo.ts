@@ -1,6 +1,10 @@
+import { randomBytes } from 'node:crypto'
 import { mkdtemp } from 'node:fs/promises'
 import { tmpdir } from 'node:os'
-import { join } from 'node:path'
+import { basename, join } from 'node:path'
+import { recordToJson, signRecord } from '../economics/index.js'
+import { resolvePassphrase } from '../identity/index.js'
+import { readMemberDir, unlockMemberDir } from '../node/member-dir.js'
 import { InvalidOptionError } from '../node/options.js'
 import { Devnet, type DevnetNodeStatus, type DevnetProgress } from './devnet.js'
 
@@ -26,17 +30,50 @@ export interface DemoSummary {
   startup: { totalSeconds: number; createSeconds: number; connectSeconds: number }
   /** A block written on the first node, and when each other node stored it (seen on its /v1/events). */
   propagation: { writer: string; cid: string; arrivals: { node: string; ms: number; via: string }[] }
+  /**
+   * A member-signed transfer from the first node's member to the second node's, written by the payer's home
+   * node, then both accounts read on another node (the third, or the payee's home in a 2-node devnet) as of the
+   * transfer's block time: the same figures as the home node's receipt.
+   */
+  transfer: DemoTransfer
   /** The last node, killed while the others wrote, then restarted: how long until it held every chain. */
   catchUp: { node: string; blocksWhileDown: number; seconds: number; blocks: number }
   /** The devnet was left running (`--keep`); else it was stopped and removed. */
   kept: boolean
 }
 
+/** One side of the demo's transfer: the member, its home node (devnet name) and its account as read. */
+export interface DemoParty {
+  member: string
+  did: string
+  home: string
+  balance: number
+  sent: number
+  received: number
+}
+
+export interface DemoTransfer {
+  amount: number
+  from: DemoParty
+  to: DemoParty
+  /** The ledger block that holds it, on `<payer's home DID>/ledger`, and its time (ISO-8601). */
+  cid: string
+  chain: string
+  ts: string
+  /** The node the balances were read on, and how long after the receipt it showed them (ms). */
+  readOn: string
+  readAfterMs: number
+}
+
+/** Mana the demo's member1 pays member2. */
+const DEMO_AMOUNT = 250
+
 const round1 = (x: number): number => Math.round(x * 10) / 10
 
 /**
  * The README's first command: start a devnet, write a block on node1 and watch it reach every other node
- * (through their /v1/events streams), kill the last node, write while it is down, restart it and time its
+ * (through their /v1/events streams), have member1 pay member2 (members homed at node1 and node2) and read both
+ * balances on a third node, kill the last node, write while it is down, restart it and time its
  * catch-up, then stop everything. Each step prints what it saw; the figures are returned.
  */
 export async function runDemo(opts: DemoOptions): Promise<DemoSummary> {
@@ -87,14 +124,16 @@ export async function runDemo(opts: DemoOptions): Promise<DemoSummary> {
     }
     for (const w of watch) w.close()
 
+    const transfer = await demoTransfer(status.nodes, out)
+
     const victim = others[others.length - 1]!
-    out(`\n2. ${victim.name} crashes (SIGKILL); the others write ${whileDown} blocks meanwhile:`)
+    out(`\n3. ${victim.name} crashes (SIGKILL); the others write ${whileDown} blocks meanwhile:`)
     await devnet.kill(victim.name)
     const writers = status.nodes.filter((n) => n.name !== victim.name)
     for (let i = 0; i < whileDown; i++)
       await put(writers[i % writers.length]!, { i, note: 'written while down' })
     out(`   written; ${victim.name} is down`)
-    out(`\n3. ${victim.name} restarts and catches up by itself (anti-entropy):`)
+    out(`\n4. ${victim.name} restarts and catches up by itself (anti-entropy):`)
     const restartAt = Date.now()
     const back = await devnet.restart(victim.name)
     const want = await chains(writer)
@@ -113,6 +152,10 @@ export async function runDemo(opts: DemoOptions): Promise<DemoSummary> {
     if (keep) {
       out(`\nThe devnet keeps running. Look around:`)
       out(`  bin/icn devnet status --dir ${dir}`)
+      out(`  bin/icn mana accounts --data-dir ${join(dir, writer.name)}`)
+      out(
+        `  bin/icn mana transfer --member ${join(dir, 'members', transfer.to.member)} --to ${transfer.from.did} --amount 10`,
+      )
       out(
         `  curl ${writer.apiUrl}/v1/peers ; curl ${writer.apiUrl}/v1/federation ; curl -N ${writer.apiUrl}/v1/events`,
       )
@@ -124,6 +167,7 @@ export async function runDemo(opts: DemoOptions): Promise<DemoSummary> {
       federation: status.federation,
       startup,
       propagation: { writer: writer.name, cid, arrivals },
+      transfer,
       catchUp: {
         node: victim.name,
         blocksWhileDown: whileDown,
@@ -137,6 +181,108 @@ export async function runDemo(opts: DemoOptions): Promise<DemoSummary> {
       await devnet.down({ clean: true })
       out('\nDevnet stopped and removed.')
     }
+  }
+}
+
+interface AccountJson {
+  did: string
+  home: string
+  balance: number
+  sent: number
+  received: number
+  at: string
+}
+
+/**
+ * Step 2: member1 (homed at node1) signs a transfer to member2 (homed at node2) with its own key and sends it to
+ * its home node, which writes it on its ledger chain; then both accounts are read, as of the block's time, on a
+ * node that wrote neither (the third; with 2 nodes, the payee's home), once the block has reached it and been
+ * folded: the same figures as the home node's receipt.
+ */
+async function demoTransfer(nodes: DevnetNodeStatus[], out: (line: string) => void): Promise<DemoTransfer> {
+  const [payerNode, payeeNode] = nodes as [DevnetNodeStatus, DevnetNodeStatus]
+  const reader = nodes[2] ?? payeeNode
+  if (!payerNode.member || !payeeNode.member)
+    throw new Error(
+      'this devnet has no founding members (made before devnets had them): run it in a new folder',
+    )
+  const payer = await readMemberDir(payerNode.member.dir)
+  const payee = payeeNode.member.did
+  const name = (dir: string): string => basename(dir)
+  const [payerName, payeeName] = [name(payerNode.member.dir), name(payeeNode.member.dir)]
+  out(
+    `\n2. A member pays a member homed on another node: ${payerName} (homed at ${payerNode.name}) sends ` +
+      `${DEMO_AMOUNT} mana to ${payeeName} (homed at ${payeeNode.name}):`,
+  )
+  // The member's folder records the devnet's passphrase file, so it opens without a prompt.
+  const signer = await unlockMemberDir(
+    payer,
+    await resolvePassphrase({ passphraseFile: payer.passphraseFile, env: process.env, interactive: false }),
+  )
+  const federation = (await getJson<{ id: string }>(`${payerNode.apiUrl}/v1/federation`)).id
+  const record = signRecord(signer, {
+    kind: 'transfer',
+    federation,
+    member: payer.did,
+    to: payee,
+    amount: DEMO_AMOUNT,
+    nonce: randomBytes(16).toString('base64url'),
+    expires: Date.now() + 300_000,
+  })
+  const res = await fetch(`${payerNode.apiUrl}/v1/ledger/transfers`, {
+    method: 'POST',
+    headers: { 'content-type': 'application/json' },
+    body: JSON.stringify(recordToJson(record)),
+    signal: AbortSignal.timeout(10_000),
+  })
+  if (res.status !== 201)
+    throw new Error(`transfer on ${payerNode.name}: HTTP ${res.status} ${await res.text()}`)
+  const receipt = (await res.json()) as {
+    cid: string
+    chain: string
+    ts: string
+    from: AccountJson
+    to: AccountJson
+  }
+  const written = performance.now()
+  out(
+    `   ${payerNode.name} wrote it in ledger block ${receipt.cid} (${payerName} signed it) at ${receipt.ts}`,
+  )
+  const at = encodeURIComponent(receipt.ts)
+  const read = (did: string): Promise<AccountJson> =>
+    getJson<AccountJson>(`${reader.apiUrl}/v1/accounts/${encodeURIComponent(did)}?at=${at}`)
+  const same = (a: AccountJson, b: AccountJson): boolean =>
+    a.balance === b.balance && a.sent === b.sent && a.received === b.received
+  for (;;) {
+    const [from, to] = await Promise.all([read(payer.did), read(payee)])
+    if (same(from, receipt.from) && same(to, receipt.to)) {
+      const readAfterMs = round1(performance.now() - written)
+      out(
+        `   ${reader.name} shows, as of ${receipt.ts} (${readAfterMs.toFixed(1)} ms later): ` +
+          `${payerName} ${from.balance}, ${payeeName} ${to.balance} (${payerNode.name} said the same)`,
+      )
+      const party = (member: string, a: AccountJson, home: DevnetNodeStatus): DemoParty => ({
+        member,
+        did: a.did,
+        home: home.name,
+        balance: a.balance,
+        sent: a.sent,
+        received: a.received,
+      })
+      return {
+        amount: DEMO_AMOUNT,
+        from: party(payerName, from, payerNode),
+        to: party(payeeName, to, payeeNode),
+        cid: receipt.cid,
+        chain: receipt.chain,
+        ts: receipt.ts,
+        readOn: reader.name,
+        readAfterMs,
+      }
+    }
+    if (performance.now() - written > 30_000)
+      throw new Error(`${reader.name} did not show the transfer ${receipt.cid} within 30 s`)
+    await new Promise((r) => setTimeout(r, 20))
   }
 }
 

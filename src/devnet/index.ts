@@ -7,7 +7,7 @@
  * tests and benchmarks can drive a devnet in-process.
  */
 
-export { type DemoOptions, type DemoSummary, runDemo } from './demo.js'
+export { type DemoOptions, type DemoParty, type DemoSummary, type DemoTransfer, runDemo } from './demo.js'
 export {
   Devnet,
   type DevnetDownResult,

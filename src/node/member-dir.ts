@@ -66,10 +66,8 @@ export class MemberExistsError extends IcnError {
 export class MemberNotFoundError extends IcnError {
   static readonly code = 'MEMBER_NOT_FOUND'
   override readonly name = 'MemberNotFoundError'
-  constructor(dir: string) {
-    super(MemberNotFoundError.code, `no member in ${dir}: create one with \`icn member new --dir ${dir}\``, {
-      details: { dir },
-    })
+  constructor(dir: string, message = `no member in ${dir}: create one with \`icn member new --dir ${dir}\``) {
+    super(MemberNotFoundError.code, message, { details: { dir } })
   }
 }
 

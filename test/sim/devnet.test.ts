@@ -314,7 +314,7 @@ describe.sequential('icn devnet', () => {
 describe('icn devnet demo --json', () => {
   it('prints its measurements as JSON on stdout, the tour on stderr, with one consistent start-up figure', async () => {
     const work = await tempDir('icn-demo-')
-    const r = await runCli(['devnet', 'demo', '--nodes', '2', '--dir', join(work, 'demo'), '--json'], {
+    const r = await runCli(['devnet', 'demo', '--nodes', '3', '--dir', join(work, 'demo'), '--json'], {
       timeoutMs: 110_000,
     })
     expect(r.code, r.stderr).toBe(0)
@@ -322,21 +322,54 @@ describe('icn devnet demo --json', () => {
       nodes: number
       startup: { totalSeconds: number; createSeconds: number; connectSeconds: number }
       propagation: { writer: string; cid: string; arrivals: { node: string; ms: number; via: string }[] }
+      transfer: {
+        amount: number
+        from: { member: string; did: string; home: string; balance: number; sent: number; received: number }
+        to: { member: string; did: string; home: string; balance: number; sent: number; received: number }
+        cid: string
+        chain: string
+        ts: string
+        readOn: string
+        readAfterMs: number
+      }
       catchUp: { node: string; blocksWhileDown: number; seconds: number; blocks: number }
       kept: boolean
     }
-    expect(summary).toMatchObject({ nodes: 2, kept: false, propagation: { writer: 'node1' } })
-    expect(summary.propagation.arrivals.map((a) => a.node)).toEqual(['node2'])
-    expect(summary.catchUp).toMatchObject({ node: 'node2', blocksWhileDown: 200 })
-    expect(summary.catchUp.blocks).toBeGreaterThanOrEqual(202)
+    expect(summary).toMatchObject({ nodes: 3, kept: false, propagation: { writer: 'node1' } })
+    expect(summary.propagation.arrivals.map((a) => a.node)).toEqual(['node2', 'node3'])
+    expect(summary.catchUp).toMatchObject({ node: 'node3', blocksWhileDown: 200 })
+    // 200 blocks, the first one and the ledger block of the transfer (node1's chain), at least.
+    expect(summary.catchUp.blocks).toBeGreaterThanOrEqual(203)
     const { totalSeconds, createSeconds, connectSeconds } = summary.startup
     expect(Math.abs(createSeconds + connectSeconds - totalSeconds)).toBeLessThanOrEqual(0.11)
     // The progress line and the tour's line give the same connect figure.
     expect(r.stderr).toContain(
-      `all 2 nodes ready and connected (${connectSeconds.toFixed(1)} s after their processes started)`,
+      `all 3 nodes ready and connected (${connectSeconds.toFixed(1)} s after their processes started)`,
     )
     expect(r.stderr).toContain(`${totalSeconds.toFixed(1)} s after the start`)
     expect(r.stderr).toContain(`${connectSeconds.toFixed(1)} s from process start to connected`)
+
+    // member1 (homed at node1) paid member2 (homed at node2); node3, which wrote neither, shows both balances as
+    // of the block's time, the same as the receipt. Each member starts with the genesis allocation, at the cap.
+    const t = summary.transfer
+    expect(t).toMatchObject({
+      amount: 250,
+      from: { member: 'member1', home: 'node1', sent: 250, received: 0 },
+      to: { member: 'member2', home: 'node2', sent: 0, received: 250 },
+      readOn: 'node3',
+    })
+    expect(t.from.did).not.toBe(t.to.did)
+    expect(t.to.balance - t.from.balance).toBe(500)
+    expect(t.chain).toMatch(/^did:key:z6Mk\w+\/ledger$/)
+    expect(r.stderr).toContain(
+      '2. A member pays a member homed on another node: member1 (homed at node1) sends 250 mana to member2 (homed at node2):',
+    )
+    expect(r.stderr).toContain(`node1 wrote it in ledger block ${t.cid} (member1 signed it) at ${t.ts}`)
+    expect(r.stderr).toContain(
+      `node3 shows, as of ${t.ts} (${t.readAfterMs.toFixed(1)} ms later): member1 ${t.from.balance}, member2 ${t.to.balance} (node1 said the same)`,
+    )
+    expect(r.stderr).toContain('3. node3 crashes (SIGKILL)')
+    expect(r.stderr).toContain('4. node3 restarts and catches up')
     expect(r.stderr).toContain('Devnet stopped and removed.')
   }, 120_000)
 })

@@ -46,8 +46,12 @@ async function runAndKill(
     stderr += d
   })
   let buffer = ''
+  let killed = false
   await new Promise<void>((resolve, reject) => {
     child.stdout!.setEncoding('utf8').on('data', (d: string) => {
+      // Lines after the one that triggered the kill may arrive in the same chunk (the child runs on): they were
+      // printed before the kill landed, but the caller asks for the lines up to the trigger.
+      if (killed) return
       buffer += d
       for (;;) {
         const i = buffer.indexOf('\n')
@@ -56,8 +60,10 @@ async function runAndKill(
         buffer = buffer.slice(i + 1)
         lines.push(line)
         if (killWhen(line)) {
+          killed = true
           child.kill('SIGKILL')
           resolve()
+          return
         }
       }
     })

@@ -112,7 +112,8 @@ export function registerDevnet(program: Command): void {
   devnet
     .command('demo')
     .description(
-      'A short tour: start a devnet, watch a block reach every node, crash one, write, restart it and time ' +
+      'A short tour: start a devnet, watch a block reach every node, have member1 pay member2 (homed on ' +
+        'different nodes) and read both balances on a third node, crash one, write, restart it and time ' +
         'its catch-up, then stop and remove everything',
     )
     .option('--nodes <n>', `number of nodes, 2 to ${MAX_DEVNET_NODES}`, wholeNumber, 3)
