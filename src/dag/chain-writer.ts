@@ -40,6 +40,10 @@ export interface AppendResult {
  * read from the store again before the next one: a COMMIT whose reply was lost may have happened.
  * Appends queued behind one that found the store unavailable fail with it at once (nothing signed), so
  * each caller waits at most about one store deadline, not one per append ahead of it.
+ *
+ * The writer follows blocks of its chain that reach the store by other ways (anti-entropy, gossip, a CAR
+ * import): a node restored into a new data folder gets its own earlier blocks back from its peers after it
+ * started, and its next append must extend them rather than sign a second block for a position they hold.
  */
 export class ChainWriter {
   readonly chain: string
@@ -55,6 +59,13 @@ export class ChainWriter {
     private readonly components: ChainWriterComponents,
   ) {
     this.chain = chainId(components.signer.did, opts.name)
+    components.store.onCommit((e) => {
+      for (const b of e.blocks) {
+        if (b.status !== 'stored' || b.chain !== this.chain || b.seq === undefined) continue
+        // The store keeps a chain gap-free, so a stored position beyond the head makes it the new head.
+        if (this.loaded && (!this.head || b.seq > this.head.seq)) this.head = { seq: b.seq, cid: b.cid }
+      }
+    })
   }
 
   /** Append a record of `type` with `body`, plus any chunk blocks it links, in one atomic put. */

@@ -104,4 +104,36 @@ describe('ChainWriter', () => {
     expect((await writer.appendValue('later')).seq).toBe(1)
     expect(faulty.puts).toBe(3)
   })
+
+  it('follows blocks of its chain stored by other ways (a restored node syncing its own chain back)', async () => {
+    // The same key writes two blocks elsewhere (the node before its data folder was lost) ...
+    const signer = Signer.generate()
+    const otherDir = mkdtempSync(join(tmpdir(), 'icn-writer-old-'))
+    const old = new SqliteBlockStore({ path: join(otherDir, 'db') })
+    await old.open()
+    try {
+      const before = new ChainWriter({ name: 'node' }, { store: old, signer })
+      await before.appendValue('one')
+      await before.appendValue('two')
+      // ... and the restored writer has read its (empty) head before they arrive, as a starting node does.
+      const restored = new ChainWriter({ name: 'node' }, { store: inner, signer })
+      expect(await restored.currentHead()).toBeUndefined()
+      const blocks = []
+      for (const seq of [0, 1]) {
+        const cid = await old.chainEntry(restored.chain, seq)
+        blocks.push({ cid: cid!, bytes: await old.get(cid!) })
+      }
+      await inner.putMany(blocks, { source: 'sync' })
+      expect((await restored.currentHead())?.seq).toBe(1)
+      const next = await restored.appendValue('three')
+      expect(next.seq).toBe(2)
+      expect(await inner.evidence()).toEqual([])
+      // Duplicates of older positions do not move the head back.
+      await inner.putMany(blocks, { source: 'sync' })
+      expect((await restored.currentHead())?.cid.equals(next.cid)).toBe(true)
+    } finally {
+      await old.close()
+      rmSync(otherDir, { recursive: true, force: true })
+    }
+  })
 })
