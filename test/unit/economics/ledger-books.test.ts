@@ -5,7 +5,8 @@
  * every step, on every node, the API view at a fixed instant keeps the books: per account balance + held =
  * allocated + regenerated + received − sent − burned; Σ received = Σ sent; the live view equals the history's at
  * that instant; no account is below zero on its home node (nor anywhere once the nodes synced); every replay is
- * refused and changes nothing. At the end, synced nodes hold identical tables and a reindex rebuilds them.
+ * refused and changes nothing. At the end, synced nodes hold identical tables, give the same figures (books
+ * balanced) as of every instant of the run, and a reindex rebuilds the tables.
  */
 import { mkdtemp, rm } from 'node:fs/promises'
 import { tmpdir } from 'node:os'
@@ -130,6 +131,7 @@ it('the books balance after every step of random schedules over 2–3 nodes, wit
         try {
           for (const n of nodes) await n.start()
           let synced = true
+          const instants: number[] = [clock.now()]
           for (const [k, s] of steps.entries()) {
             const label = `step ${k} ${JSON.stringify(s)}`
             switch (s.t) {
@@ -243,11 +245,18 @@ it('the books balance after every step of random schedules over 2–3 nodes, wit
                 break
             }
             await checkBooks(nodes, clock, synced, label)
+            instants.push(clock.now())
           }
           // Everyone up and synced: the same tables on every node, and a reindex rebuilds them.
           for (const n of nodes) await n.start()
           await syncLedgers(nodes)
           await checkBooks(nodes, clock, true, 'end')
+          // The state as of every past instant of the run: the books hold, and every node gives the same figures.
+          for (const t of new Set(instants)) {
+            const [first, ...others] = await Promise.all(nodes.map((n) => n.ledger!.accounts(t)))
+            expect(brokenBooks(first!), `at ${t}`).toEqual([])
+            for (const o of others) expect(o, `at ${t}`).toEqual(first)
+          }
           const dumps = await Promise.all(nodes.map((n) => n.dump()))
           for (const d of dumps.slice(1)) expect(dumpDifferences(dumps[0]!, d)).toEqual([])
           await nodes[0]!.runner!.reindex()
