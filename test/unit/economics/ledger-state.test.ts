@@ -23,8 +23,10 @@ import {
   ManualClock,
   openStore,
   prng,
+  RecordMaker,
   runLedgerScenario,
   type StoreTarget,
+  syncLedgers,
 } from '../../helpers/ledger-stack.js'
 import { createTestDatabase, type TestDatabase } from '../../helpers/pg.js'
 
@@ -182,5 +184,22 @@ describe('the same blocks in any order', () => {
     await later.start()
     await later.caughtUp()
     expectSameTables(expected, await later.dump())
+  })
+})
+
+describe('a fold is a function of the blocks alone', () => {
+  it('a bad member signature in the writer node’s own block folds as refused there too, as on every other node', async () => {
+    const world = ledgerWorld({ seed: 'ledger-own', nodes: 2, membersPerNode: 1 })
+    const clock = new ManualClock(LEDGER_T0 + 1_000)
+    const [a, b] = [await node(world, 0, 'sqlite', clock), await node(world, 1, 'sqlite', clock)]
+    const record = new RecordMaker(world, clock, 'own').transfer(0, world.members[1]!.did, 10)
+    const forged = { ...record, sig: record.sig.map((x, i) => (i === 0 ? x ^ 1 : x)) }
+    // Written past the Ledger's own checks (a bug or a tampered writer): the fold must not trust its author.
+    await a!.rawBlock({ ops: [{ op: 'transfer', record: forged }] })
+    await syncLedgers([a!, b!])
+    for (const n of [a!, b!])
+      expect(await opCodes(n, a!.chain, 0), `node ${n.index}`).toEqual(['INVALID_RECORD_SIGNATURE'])
+    expectSameTables(await a!.dump(), await b!.dump())
+    expect((await a!.ledger!.account(world.members[0]!.did))!.sent).toBe(0)
   })
 })
