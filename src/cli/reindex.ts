@@ -68,6 +68,18 @@ export async function reindexDataDir(
     const fed = federation ?? (await pinnedGenesis(store, did))
     for (const p of (opts.projections ?? nodeProjections)({ did, federation: fed })) runner.register(p)
     await runner.start()
+    // A store folded by projections this reindex does not build (the ledger, without --genesis) would come out
+    // "identical" with nothing rebuilt: refuse, and say what is missing.
+    const built = new Set(runner.projections)
+    const missing = (await runner.reader().query('SELECT name FROM state_projections ORDER BY name'))
+      .map((r) => String(r.name))
+      .filter((name) => !built.has(name))
+    if (missing.length > 0)
+      throw new CliError(
+        `this store holds derived state of ${missing.join(', ')}, which needs the federation: pass --genesis FILE (the genesis the node runs with)`,
+        EXIT.usage,
+        'GENESIS_REQUIRED',
+      )
     const before = await runner.dump()
     const r = await runner.reindex({ onProgress })
     const after = await runner.dump()

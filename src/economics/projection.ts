@@ -257,7 +257,9 @@ export function ledgerProjection(
         const where = { chain: block.chain, seq: block.seq, idx, ts, op: op.op }
         const member = memberOf(op, view)
         try {
-          const applied = applyOp(view, op, { checkSignatures: !ctx.own, checkFunds: false })
+          // Signatures are checked on the author's node too: skipping them there (its writer checked) would let a
+          // record that bypassed the writer apply on its author and be refused everywhere else.
+          const applied = applyOp(view, op, { checkSignatures: true, checkFunds: false })
           await saveApplied(tx, where, applied)
           await insertOp(tx, { ...where, member, outcome: 'applied', code: null, reason: null })
           folded.push({ idx, op, code: null })

@@ -146,7 +146,7 @@ export interface LedgerView {
 }
 
 export interface ApplyOptions {
-  /** Check the record signatures (the fold of another node's block). The writer checked them already. */
+  /** Check the record signatures: the fold always does (on every node, the block's author too); the writer already did. */
   checkSignatures: boolean
   /**
    * Refuse debits beyond what the payer can spend (the writer). The fold does not: a home node's debit may rely

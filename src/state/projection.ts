@@ -62,7 +62,10 @@ export interface FoldContext {
   block: SignedBlock
   /** The reader's clock (ms): only for `deferred` decisions. */
   now: number
-  /** Whether the block was written by this node (its own chain): a fold may skip checks it ran before writing. */
+  /**
+   * Whether the block was written by this node (its own chain). Never let it change what a block does: the same
+   * blocks must give the same rows on every node, its author included (the ledger checks every signature).
+   */
   own: boolean
   /**
    * Run `fn` once the transaction holding this fold has committed (never if it rolls back): for telling the
