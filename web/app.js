@@ -111,6 +111,7 @@ function duration(seconds) {
   return `${Math.floor(s / 86400)} d ${Math.floor((s % 86400) / 3600)} h`
 }
 
+const plural = (n, word) => `${n} ${word}${n === 1 ? '' : 's'}`
 const fmt = new Intl.NumberFormat()
 const num = (n) => (typeof n === 'number' ? fmt.format(n) : '–')
 
@@ -150,7 +151,7 @@ function renderIdentity() {
         ? el(
             'span',
             {},
-            `${f.name} · ${f.nodes.length} nodes · ${f.members.length} members · `,
+            `${f.name} · ${plural(f.nodes.length, 'node')} · ${plural(f.members.length, 'member')} · `,
             cidCell(f.id),
           )
         : 'none',
@@ -235,9 +236,9 @@ function renderPeers() {
 }
 
 function renderChains() {
-  const chains = [...state.chains.values()].sort(
-    (a, b) => (b.live ?? 0) - (a.live ?? 0) || a.chain.localeCompare(b.chain),
-  )
+  // A stable order (this node's chains first, then by node and chain name): rows do not move as blocks arrive.
+  const order = (c) => `${c.author === state.node?.did ? 0 : 1}${labelOf(c.author) || '~'}${c.chain}`
+  const chains = [...state.chains.values()].sort((a, b) => order(a).localeCompare(order(b)))
   $('chains-count').textContent = chains.length ? String(chains.length) : ''
   fillRows(
     'chains-rows',
@@ -315,11 +316,17 @@ function describe(type, e) {
   }
 }
 
+/** A peer id as the page names it: the label of its node's DID when it is a known peer. */
+function peerName(peerId) {
+  const p = state.peers.find((x) => x.peerId === peerId)
+  return (p && labelOf(p.did)) || shortId(peerId)
+}
+
 function addEvent(type, e) {
   const origin = e.origin
     ? el('span', {
         class: 'origin',
-        text: e.peer ? `${e.origin} from ${labelOf(e.peer) || shortId(e.peer)}` : e.origin,
+        text: e.peer ? `${e.origin} from ${peerName(e.peer)}` : e.origin,
       })
     : null
   const li = el(
@@ -415,6 +422,10 @@ function onEvent(type, e) {
         cid: e.cid,
         live: Date.now(),
       })
+    if (state.node && e.chain === state.node.chain && (state.node.head?.seq ?? -1) < e.seq) {
+      state.node.head = { seq: e.seq, cid: e.cid }
+      renderIdentity()
+    }
     chainsSoon()
   } else if (type.startsWith('ledger:')) accountsSoon()
   else if (type.startsWith('peer:')) refreshPeers().catch(report)
