@@ -123,8 +123,11 @@ function setBadge(id, stateName, text) {
 
 /** Replace a table body's rows, or show its "empty" note when there are none. */
 function fillRows(bodyId, emptyId, rows) {
-  $(bodyId).replaceChildren(...rows)
-  if (emptyId) $(emptyId).hidden = rows.length > 0
+  const body = $(bodyId)
+  body.replaceChildren(...rows)
+  if (!emptyId) return
+  $(emptyId).hidden = rows.length > 0
+  body.closest('table').hidden = rows.length === 0
 }
 
 // ---- sections ----
