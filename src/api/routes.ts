@@ -5,6 +5,7 @@ import { dagRoutes } from '../dag/routes.js'
 import { economicsRoutes } from '../economics/routes.js'
 import { networkRoutes } from '../network/routes.js'
 import { nodeRoutes } from '../node/routes.js'
+import { webRoutes } from '../node/web-routes.js'
 import { composeRoutes, route } from './module.js'
 
 export { MAX_IMPORT_BYTES } from '../dag/routes.js'
@@ -48,7 +49,14 @@ export const apiRoutes = {
  * composes them into the one typed table. The server registers these, the OpenAPI document is generated from
  * them and the CLI's typed client calls them.
  */
-export const routes = composeRoutes(nodeRoutes, apiRoutes, networkRoutes, dagRoutes, economicsRoutes)
+export const routes = composeRoutes(
+  nodeRoutes,
+  apiRoutes,
+  networkRoutes,
+  dagRoutes,
+  economicsRoutes,
+  webRoutes,
+)
 
 export type Routes = typeof routes
 export type RouteId = keyof Routes

@@ -37,6 +37,7 @@ import { nodeHandlers } from './api.js'
 import { dataPaths } from './datadir.js'
 import { checkOptions, type NodeOptions, parseListen, redactUrl } from './options.js'
 import { nodeProjections } from './projections.js'
+import { webHandlers } from './web.js'
 
 /** The HTTP API could not listen on its address (in use, not permitted, no such interface). */
 export class ApiListenError extends IcnError {
@@ -271,6 +272,7 @@ export class IcnNode {
             metrics: this.metrics,
             gcRoots: () => this.gcRoots(),
           }),
+          webHandlers(),
         ],
       )
       checkAborted(this.signal) // stop() came while the server was being built

@@ -100,6 +100,8 @@ describe('every route, real client against real server', () => {
       getMember: () => anon.call(routes.getMember, { params: { did: node.did }, query: {} }),
       listAccounts: () => anon.call(routes.listAccounts, { query: { at: new Date().toISOString() } }),
       getAccount: () => anon.call(routes.getAccount, { params: { did: 'treasury' }, query: {} }),
+      webPage: async () => (await anon.fetch(routes.webPage)).text(),
+      webAsset: async () => (await anon.fetch(routes.webAsset, { params: { file: 'app.js' } })).text(),
       postTransfer: () =>
         anon.call(routes.postTransfer, {
           body: recordToJson(

@@ -15,6 +15,7 @@ import { economicsHandlers } from '../../../src/economics/api.js'
 import { type NetworkApiComponents, networkHandlers } from '../../../src/network/api.js'
 import { type NodeApiComponents, nodeHandlers } from '../../../src/node/api.js'
 import { nodeRoutes } from '../../../src/node/routes.js'
+import { webHandlers } from '../../../src/node/web.js'
 import { createMetrics, silentLogger } from '../../../src/observability/index.js'
 
 // The module contract (src/api/module.ts): each module's route table, composed into one, and each module's
@@ -26,6 +27,7 @@ const everyModule = (): ModuleHandlers[] => [
   networkHandlers({} as NetworkApiComponents),
   economicsHandlers({ ledger: () => undefined }),
   dagHandlers({} as DagApiComponents),
+  webHandlers(),
 ]
 
 const def = (id: string, url: string, method: RouteDef['method'] = 'GET'): RouteDef =>
@@ -166,6 +168,7 @@ describe('import weight', () => {
       'src/economics/routes.ts',
       'src/network/routes.ts',
       'src/node/routes.ts',
+      'src/node/web-routes.ts',
     ])
     const packages = new Set(
       inputs.map((f) => /node_modules\/((?:@[^/]+\/)?[^/]+)/.exec(f)?.[1]).filter(Boolean),

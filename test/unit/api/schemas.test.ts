@@ -10,6 +10,7 @@ import { economicsHandlers } from '../../../src/economics/api.js'
 import { Signer } from '../../../src/identity/index.js'
 import { networkHandlers } from '../../../src/network/api.js'
 import { nodeHandlers } from '../../../src/node/api.js'
+import { webHandlers } from '../../../src/node/web.js'
 import { createMetrics, EventBus, Readiness, silentLogger } from '../../../src/observability/index.js'
 
 const API_KEY = 'test-api-key-0123456789'
@@ -45,6 +46,7 @@ beforeAll(async () => {
         networkHandlers({}),
         economicsHandlers({ ledger: () => undefined }),
         dagHandlers({ store, writer, metrics, gcRoots: async () => [] }),
+        webHandlers(),
       ],
       { compileSchemas: mode },
     )
