@@ -85,13 +85,22 @@ it('icn dag reindex on a node folder with ledger blocks: identical; a tampered l
   expect(balance.sent).toBe(70)
   expect((await node.stop()).code).toBe(0)
 
-  // Without the genesis the ledger projection cannot be built: refused (it would rebuild nothing and call it
-  // identical), nothing changed.
-  const bare = await runCli(['dag', 'reindex', '--data-dir', dataDir, '--json'])
-  expect(bare.code, bare.stdout).toBe(2)
-  expect(bare.stderr).toContain('icn: GENESIS_REQUIRED: ')
-  expect(bare.stderr).toContain('economics.ledger')
-  expect(bare.stdout).toBe('')
+  // Without --genesis: the federation is the genesis the node pinned in its store, so the ledger is rebuilt.
+  const bare = JSON.parse(
+    ok(await runCli(['dag', 'reindex', '--data-dir', dataDir, '--json'])).stdout,
+  ) as ReindexJson
+  expect(bare).toMatchObject({ projections: ['economics.ledger'], identical: true, tables: 8 })
+
+  // With the genesis gone from the store (unpinned and collected), the ledger projection cannot be built:
+  // refused (it would rebuild nothing and call it identical), nothing changed.
+  const unpin = new Database(dataPaths(dataDir).sqlite)
+  unpin.prepare('DELETE FROM pins').run()
+  unpin.close()
+  const noGenesis = await runCli(['dag', 'reindex', '--data-dir', dataDir, '--json'])
+  expect(noGenesis.code, noGenesis.stdout).toBe(2)
+  expect(noGenesis.stderr).toContain('icn: GENESIS_REQUIRED: ')
+  expect(noGenesis.stderr).toContain('economics.ledger')
+  expect(noGenesis.stdout).toBe('')
 
   const reindex = (): Promise<CliResult> =>
     runCli(['dag', 'reindex', '--data-dir', dataDir, '--genesis', genesis, '--json'])
