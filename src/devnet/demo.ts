@@ -14,6 +14,11 @@ export interface DemoOptions {
   dir?: string
   /** Leave the devnet running at the end (else it is stopped and removed). */
   keep?: boolean
+  /**
+   * Also run Prometheus and Alertmanager (`up --monitor`) and show IcnNodeDown firing for the crashed node, then
+   * resolving once it is back.
+   */
+  monitor?: boolean
   /** Blocks written while one node is down. */
   blocksWhileDown?: number
   out: (line: string) => void
@@ -38,6 +43,8 @@ export interface DemoSummary {
   transfer: DemoTransfer
   /** The last node, killed while the others wrote, then restarted: how long until it held every chain. */
   catchUp: { node: string; blocksWhileDown: number; seconds: number; blocks: number }
+  /** With `monitor`: seconds from the kill to IcnNodeDown active in Alertmanager, and from the restart to it gone. */
+  alert?: { name: string; firingSeconds: number; resolvedSeconds: number }
   /** The devnet was left running (`--keep`); else it was stopped and removed. */
   kept: boolean
 }
@@ -87,6 +94,7 @@ export async function runDemo(opts: DemoOptions): Promise<DemoSummary> {
   const devnet = await Devnet.up({
     dir,
     nodes: opts.nodes,
+    monitor: opts.monitor,
     onProgress: (e) => {
       if (e.kind === 'done' && e.elapsedMs !== undefined) connectMs = e.elapsedMs
       opts.onProgress?.(e)
@@ -129,6 +137,17 @@ export async function runDemo(opts: DemoOptions): Promise<DemoSummary> {
     const victim = others[others.length - 1]!
     out(`\n3. ${victim.name} crashes (SIGKILL); the others write ${whileDown} blocks meanwhile:`)
     await devnet.kill(victim.name)
+    const killedAt = Date.now()
+    const am = devnet.monitor?.alertmanager
+    let firingSeconds = 0
+    if (am) {
+      out(`   waiting for Prometheus and Alertmanager to notice (${am}) ...`)
+      await waitAlert(am, victim.name, true, 90_000)
+      firingSeconds = round1((Date.now() - killedAt) / 1000)
+      out(
+        `   alert IcnNodeDown for ${victim.name} firing in Alertmanager ${firingSeconds.toFixed(1)} s after the kill`,
+      )
+    }
     const writers = status.nodes.filter((n) => n.name !== victim.name)
     for (let i = 0; i < whileDown; i++)
       await put(writers[i % writers.length]!, { i, note: 'written while down' })
@@ -148,6 +167,15 @@ export async function runDemo(opts: DemoOptions): Promise<DemoSummary> {
       `   ${victim.name} holds all ${stats.blocks} blocks again, ${catchUpSeconds.toFixed(1)} s ` +
         'after its restart (process start included)',
     )
+    let alert: DemoSummary['alert']
+    if (am) {
+      await waitAlert(am, victim.name, false, 90_000)
+      const resolvedSeconds = round1((Date.now() - restartAt) / 1000)
+      alert = { name: 'IcnNodeDown', firingSeconds, resolvedSeconds }
+      out(
+        `   alert IcnNodeDown for ${victim.name} resolved ${resolvedSeconds.toFixed(1)} s after the restart`,
+      )
+    }
     keep = opts.keep === true
     if (keep) {
       out(`\nThe devnet keeps running. Look around:`)
@@ -174,6 +202,7 @@ export async function runDemo(opts: DemoOptions): Promise<DemoSummary> {
         seconds: catchUpSeconds,
         blocks: stats.blocks,
       },
+      ...(alert ? { alert } : {}),
       kept: keep,
     }
   } finally {
@@ -283,6 +312,28 @@ async function demoTransfer(nodes: DevnetNodeStatus[], out: (line: string) => vo
     if (performance.now() - written > 30_000)
       throw new Error(`${reader.name} did not show the transfer ${receipt.cid} within 30 s`)
     await new Promise((r) => setTimeout(r, 20))
+  }
+}
+
+/** Poll Alertmanager until IcnNodeDown for `node` is active (`active` true) or no longer is (false). */
+async function waitAlert(
+  alertmanager: string,
+  node: string,
+  active: boolean,
+  timeoutMs: number,
+): Promise<void> {
+  const deadline = Date.now() + timeoutMs
+  const url = `${alertmanager}/api/v2/alerts?active=true&silenced=false&inhibited=false&filter=${encodeURIComponent(
+    `alertname="IcnNodeDown"`,
+  )}&filter=${encodeURIComponent(`node="${node}"`)}`
+  for (;;) {
+    const alerts = await getJson<unknown[]>(url)
+    if (alerts.length > 0 === active) return
+    if (Date.now() > deadline)
+      throw new Error(
+        `IcnNodeDown for ${node} was ${active ? 'not active' : 'still active'} after ${timeoutMs / 1000} s`,
+      )
+    await new Promise((r) => setTimeout(r, 250))
   }
 }
 

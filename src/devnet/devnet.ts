@@ -9,10 +9,21 @@ import {
   DevnetRunningError,
   DevnetStopError,
   DevnetTimeoutError,
+  MonitorStartError,
   NodeExitedError,
   NodeNotRunningError,
   UnknownNodeError,
 } from './errors.js'
+import {
+  checkWebhookUrl,
+  findMonitorBinaries,
+  MONITOR_DIR,
+  type MonitorBinaries,
+  type MonitorServiceStatus,
+  monitorStatus,
+  startMonitor,
+  stopMonitor,
+} from './monitor.js'
 import { checkDevnetSettings, DEFAULT_DEVNET_TIMEOUT_S } from './options.js'
 import { dropDatabases } from './pg.js'
 import { type NodeProbe, probeNode } from './probe.js'
@@ -74,6 +85,13 @@ export interface DevnetUpOptions extends DevnetHooks {
   /** Default 60 s. */
   timeoutMs?: number
   fresh?: boolean
+  /**
+   * Also start Prometheus (scraping every node, with deploy/prometheus/alerts.yml) and Alertmanager on free ports;
+   * throws MonitorBinaryMissingError before anything starts if they are not installed.
+   */
+  monitor?: boolean
+  /** With `monitor`: where Alertmanager delivers the alerts (a webhook receiver). */
+  alertWebhook?: string
   signal?: AbortSignal
 }
 
@@ -109,11 +127,17 @@ export interface DevnetStatus {
   genesis: string
   store: StoreKind
   nodes: DevnetNodeStatus[]
+  /** Prometheus, if `up --monitor` started one (running or not); null otherwise. */
+  prometheus: MonitorServiceStatus | null
+  /** Alertmanager, likewise. */
+  alertmanager: MonitorServiceStatus | null
 }
 
 export interface DevnetDownResult {
   /** The nodes that were running, and whether SIGKILL was needed. */
   stopped: { name: string; pid: number; forced: boolean }[]
+  /** Prometheus and Alertmanager, if they were running. */
+  monitorStopped: { service: 'prometheus' | 'alertmanager'; pid: number }[]
   cleaned: boolean
 }
 
@@ -151,6 +175,11 @@ export class Devnet {
     })
     const hooks: DevnetHooks = { onProgress: opts.onProgress, env: opts.env, command: opts.command }
     opts.signal?.throwIfAborted()
+    if (opts.alertWebhook !== undefined && !opts.monitor)
+      throw new InvalidOptionError('--alert-webhook is only used with --monitor')
+    if (opts.alertWebhook !== undefined) checkWebhookUrl(opts.alertWebhook)
+    // Checked before anything is created or started: no devnet starts without the monitoring asked for.
+    const binaries = opts.monitor ? findMonitorBinaries({ ...process.env, ...opts.env }) : undefined
     const dirExisted = existsSync(s.dir)
     await mkdir(s.dir, { recursive: true, mode: 0o700 })
     const { devnet, children } = await withLock(s.dir, async () => {
@@ -186,7 +215,43 @@ export class Devnet {
       throw err
     })
     await devnet.waitConnected({ timeoutMs: s.timeoutMs, signal: opts.signal, children })
+    if (binaries)
+      await devnet.startMonitoring(binaries, opts.alertWebhook, opts.signal).catch((err: unknown) => {
+        if (err instanceof MonitorStartError) err.message += `\n${devnet.leftRunningHint()}`
+        throw err
+      })
     return devnet
+  }
+
+  /** Start Prometheus and Alertmanager for this devnet (stopping a recorded pair that still runs first). */
+  private async startMonitoring(
+    binaries: MonitorBinaries,
+    webhookUrl: string | undefined,
+    signal?: AbortSignal,
+  ): Promise<void> {
+    await withLock(this.dir, async () => {
+      await this.reload()
+      if (this.state.monitor) await stopMonitor(this.state.monitor)
+      this.progress('start', 'starting Prometheus and Alertmanager (--monitor)')
+      const monitor = await startMonitor({
+        dir: this.dir,
+        federation: this.state.federation,
+        nodes: this.state.nodes,
+        binaries,
+        webhookUrl,
+        env: this.hooks.env,
+        signal,
+      })
+      this.state.monitor = monitor
+      await writeState(this.state)
+      this.progress('ready', `Prometheus ${monitor.prometheus.url}  Alertmanager ${monitor.alertmanager.url}`)
+    })
+  }
+
+  /** Prometheus' and Alertmanager's URLs, if this devnet has them (as of the last operation). */
+  get monitor(): { prometheus: string; alertmanager: string } | undefined {
+    const m = this.state.monitor
+    return m ? { prometheus: m.prometheus.url, alertmanager: m.alertmanager.url } : undefined
   }
 
   get dir(): string {
@@ -241,6 +306,7 @@ export class Devnet {
         }
       }),
     )
+    const monitor = st.monitor ? await monitorStatus(st.monitor) : undefined
     return {
       dir: st.dir,
       name: st.name,
@@ -248,6 +314,8 @@ export class Devnet {
       genesis: st.genesis,
       store: st.store,
       nodes,
+      prometheus: monitor?.prometheus ?? null,
+      alertmanager: monitor?.alertmanager ?? null,
     }
   }
 
@@ -313,11 +381,14 @@ export class Devnet {
       )
       const left = this.state.nodes.filter((n) => nodeRunning(n.pid, n.dataDir))
       if (left.length > 0) throw new DevnetStopError(left.map((n) => ({ name: n.name, pid: n.pid! })))
+      const monitorStopped = this.state.monitor ? await stopMonitor(this.state.monitor) : []
+      if (monitorStopped.length > 0)
+        this.progress('stop', `${monitorStopped.map((m) => m.service).join(' and ')} stopped`)
       for (const n of this.state.nodes) n.pid = null
       this.state.stoppedAt = new Date().toISOString()
       await writeState(this.state)
       if (opts.clean) await this.removeFiles()
-      return { stopped, cleaned: opts.clean === true }
+      return { stopped, monitorStopped, cleaned: opts.clean === true }
     })
     if (opts.clean) await rmdir(this.dir).catch(() => {}) // only if nothing else is in it
     return result
@@ -496,6 +567,7 @@ export class Devnet {
         await rm(n.member.dir, { recursive: true, force: true })
     }
     await rmdir(join(st.dir, MEMBERS_DIR)).catch(() => {})
+    if (st.monitor) await rm(join(st.dir, MONITOR_DIR), { recursive: true, force: true })
     for (const f of [PASSPHRASE_FILE, GENESIS_FILE, STATE_FILE]) await rm(join(st.dir, f), { force: true })
   }
 }

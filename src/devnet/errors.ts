@@ -118,3 +118,29 @@ export class DevnetStopError extends IcnError {
     )
   }
 }
+
+/** `--monitor` needs Prometheus and Alertmanager, and one of their programs is not installed. */
+export class MonitorBinaryMissingError extends IcnError {
+  override readonly name = 'MonitorBinaryMissingError'
+  constructor(missing: { program: string; debianPackage: string }[]) {
+    const packages = missing.map((m) => m.debianPackage).join(' ')
+    super(
+      'MONITOR_BINARY_MISSING',
+      `--monitor needs ${missing.map((m) => m.program).join(' and ')}, which ${missing.length === 1 ? 'is' : 'are'} ` +
+        `not on PATH: install the Debian package${missing.length === 1 ? '' : 's'} ` +
+        `(\`apt-get install -y ${packages}\`) or leave out --monitor. Nothing was started.`,
+      { details: { missing } },
+    )
+  }
+}
+
+/** Prometheus or Alertmanager exited, or did not answer /-/ready, while the devnet started it. */
+export class MonitorStartError extends IcnError {
+  override readonly name = 'MonitorStartError'
+  constructor(
+    readonly service: 'prometheus' | 'alertmanager',
+    message: string,
+  ) {
+    super('MONITOR_START_FAILED', message, { details: { service } })
+  }
+}

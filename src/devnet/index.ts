@@ -25,11 +25,23 @@ export {
   DevnetStateError,
   DevnetStopError,
   DevnetTimeoutError,
+  MonitorBinaryMissingError,
+  MonitorStartError,
   NodeExitedError,
   NodeNotRunningError,
   PortInUseError,
   UnknownNodeError,
 } from './errors.js'
+export {
+  type DevnetMonitorState,
+  findMonitorBinaries,
+  MONITOR_PROGRAMS,
+  type MonitorServiceState,
+  type MonitorServiceStatus,
+  renderAlertmanagerConfig,
+  renderPrometheusConfig,
+  renderTargets,
+} from './monitor.js'
 export {
   checkDevnetSettings,
   DEFAULT_DEVNET_NODES,

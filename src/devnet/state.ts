@@ -4,6 +4,7 @@ import { join } from 'node:path'
 import { pidAlive, writeSecretFile } from '../node/datadir.js'
 import type { StoreKind } from '../node/options.js'
 import { DevnetBusyError, DevnetNotFoundError, DevnetStateError } from './errors.js'
+import type { DevnetMonitorState } from './monitor.js'
 
 export const STATE_FILE = 'devnet.json'
 export const PASSPHRASE_FILE = 'passphrase'
@@ -62,6 +63,8 @@ export interface DevnetState {
   nodes: DevnetNodeState[]
   /** When `down` last stopped every node. */
   stoppedAt?: string
+  /** Prometheus and Alertmanager, once `up --monitor` started them. */
+  monitor?: DevnetMonitorState
 }
 
 export function statePath(dir: string): string {

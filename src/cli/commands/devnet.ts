@@ -22,6 +22,8 @@ interface UpOpts extends DirOpts {
   basePort?: number
   timeout: number
   fresh?: boolean
+  monitor?: boolean
+  alertWebhook?: string
 }
 
 const DIR_HELP = `devnet folder (default ${defaultDevnetDir()}, or ICN_DEVNET_DIR)`
@@ -86,6 +88,12 @@ export function registerDevnet(program: Command): void {
       DEFAULT_DEVNET_TIMEOUT_S,
     )
     .option('--fresh', 'replace a stopped devnet in --dir with a new one (new identities, empty stores)')
+    .option(
+      '--monitor',
+      'also start Prometheus (scraping every node, with deploy/prometheus/alerts.yml) and Alertmanager on free ' +
+        '127.0.0.1 ports (Debian packages prometheus and prometheus-alertmanager)',
+    )
+    .option('--alert-webhook <url>', 'with --monitor: Alertmanager delivers the alerts to this webhook')
     .option('--json', 'print the status as JSON')
     .action((opts: UpOpts) =>
       run(async () => {
@@ -98,6 +106,8 @@ export function registerDevnet(program: Command): void {
           basePort: opts.basePort,
           timeoutMs: opts.timeout * 1000,
           fresh: opts.fresh,
+          monitor: opts.monitor,
+          alertWebhook: opts.alertWebhook,
           onProgress: progress,
         })
         const status = await net.status()
@@ -119,8 +129,12 @@ export function registerDevnet(program: Command): void {
     .option('--nodes <n>', `number of nodes, 2 to ${MAX_DEVNET_NODES}`, wholeNumber, 3)
     .option('--dir <dir>', 'devnet folder (default: a new temporary folder)')
     .option('--keep', 'leave the devnet running at the end, to look around')
+    .option(
+      '--monitor',
+      'with Prometheus and Alertmanager: show IcnNodeDown firing for the crashed node and resolving once it is back',
+    )
     .option('--json', "print what it measured as JSON on stdout (the tour's lines go to stderr)")
-    .action((opts: { nodes: number; dir?: string; keep?: boolean; json?: boolean }) =>
+    .action((opts: { nodes: number; dir?: string; keep?: boolean; monitor?: boolean; json?: boolean }) =>
       run(async () => {
         if (opts.nodes < 2 || opts.nodes > MAX_DEVNET_NODES)
           throw new CliError(`--nodes must be 2 to ${MAX_DEVNET_NODES} for the demo`, EXIT.usage)
@@ -129,6 +143,7 @@ export function registerDevnet(program: Command): void {
           nodes: opts.nodes,
           dir: opts.dir,
           keep: opts.keep,
+          monitor: opts.monitor,
           out: (line) => (opts.json ? process.stderr : process.stdout).write(`${line}\n`),
           onProgress: progress,
         })
@@ -198,6 +213,9 @@ export function registerDevnet(program: Command): void {
           opts,
           { dir: net.dir, ...r },
           `stopped ${r.stopped.length} node${r.stopped.length === 1 ? '' : 's'}` +
+            (r.monitorStopped.length > 0
+              ? ` and ${r.monitorStopped.map((m) => m.service).join(' and ')}`
+              : '') +
             (r.cleaned ? `; removed the devnet in ${net.dir}` : ''),
         )
       }),
@@ -243,8 +261,15 @@ function statusTable(s: DevnetStatus): string {
     `Use a node: export ICN_API=<API> ICN_API_KEY=<API KEY>, or --data-dir ${quote(s.dir)}/<NAME>` +
     (s.nodes.some((n) => n.member)
       ? `\nAct as the member homed at a node: --member <MEMBER folder> (it opens without a passphrase prompt)`
-      : '')
+      : '') +
+    monitorLines(s)
   )
+}
+
+function monitorLines(s: DevnetStatus): string {
+  const line = (what: string, m: DevnetStatus['prometheus']): string =>
+    m ? `\n${what} ${m.url} (${m.running ? (m.ready ? 'ready' : 'not ready') : 'not running'})` : ''
+  return line('Prometheus:  ', s.prometheus) + line('Alertmanager:', s.alertmanager)
 }
 
 function quote(path: string): string {
