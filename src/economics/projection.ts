@@ -19,15 +19,16 @@ import {
   applyEntry,
   chainState,
   ECONOMICS_MODULE,
+  type FoldedRows,
   insertAccount,
   insertEntry,
   insertNonce,
-  insertOp,
   loadAccounts,
   loadHolds,
   loadNonces,
   nonceKey,
   saveChainState,
+  saveFolded,
   saveHold,
 } from './tables.js'
 
@@ -252,20 +253,25 @@ export function ledgerProjection(
       const ops = (block.body as { ops: LedgerOp[] }).ops
       const view = await loadView(tx, s, block.chain, ts, ops)
       const folded: { idx: number; op: LedgerOp; code: string | null }[] = []
+      // The ops run one by one on the view; what they change is written once for the whole block.
+      const rows: FoldedRows = { entries: [], nonces: [], holds: [], ops: [] }
       for (const [idx, op] of ops.entries()) {
         const where = { chain: block.chain, seq: block.seq, idx, ts, op: op.op }
         const member = memberOf(op, view)
         try {
           const applied = applyOp(view, op, { checkSignatures: !ctx.own, checkFunds: false })
-          await saveApplied(tx, where, applied)
-          await insertOp(tx, { ...where, member, outcome: 'applied', code: null, reason: null })
+          for (const entry of applied.entries) rows.entries.push({ where, entry })
+          if (applied.nonce) rows.nonces.push(applied.nonce)
+          if (applied.hold) rows.holds.push(applied.hold)
+          rows.ops.push({ ...where, member, outcome: 'applied', code: null, reason: null })
           folded.push({ idx, op, code: null })
         } catch (err) {
           if (!(err instanceof IcnError)) throw err
-          await insertOp(tx, { ...where, member, outcome: 'rejected', code: err.code, reason: err.message })
+          rows.ops.push({ ...where, member, outcome: 'rejected', code: err.code, reason: err.message })
           folded.push({ idx, op, code: err.code })
         }
       }
+      await saveFolded(tx, rows)
       await saveChainState(tx, block.chain, block.seq, ts)
       hooks.onFolded?.({ chain: block.chain, seq: block.seq, cid: ctx.cid.toString(), ts, ops: folded })
       return { status: 'applied' }
