@@ -107,10 +107,24 @@ function placeholders(n: number, offset = 0): string {
 /** Largest IN list sent in one query. */
 const IN_CHUNK = 500
 
+/**
+ * The backends keep prepared statements by SQL text (SQLite: the last 256), so the statements here come in a few
+ * sizes rather than one per count of keys or rows: an IN list is padded to the next power of two (repeating its
+ * last key), and rows are inserted in chunks of these sizes.
+ */
+function paddedLength(n: number): number {
+  let size = 1
+  while (size < n) size *= 2
+  return size
+}
+const INSERT_CHUNKS = [256, 64, 16, 4, 1]
+
 async function selectIn(q: SqlQueries, sql: (list: string) => string, keys: string[]): Promise<SqlRow[]> {
   const out: SqlRow[] = []
   for (let i = 0; i < keys.length; i += IN_CHUNK) {
     const part = keys.slice(i, i + IN_CHUNK)
+    const size = Math.min(IN_CHUNK, paddedLength(part.length))
+    while (part.length < size) part.push(part[part.length - 1]!)
     out.push(...(await q.query(sql(placeholders(part.length)), part)))
   }
   return out
@@ -227,9 +241,7 @@ export async function insertEntry(
   )
 }
 
-/** Rows per multi-row INSERT (15 columns × 500 stays far below both backends' limit on parameters). */
-const ROWS_PER_INSERT = 500
-
+/** Multi-row INSERTs in chunks of INSERT_CHUNKS sizes (15 columns × 256 rows stays below both backends' limits). */
 async function insertRows(
   q: SqlQueries,
   head: string,
@@ -237,8 +249,11 @@ async function insertRows(
   rows: unknown[][],
   tail = '',
 ): Promise<void> {
-  for (let i = 0; i < rows.length; i += ROWS_PER_INSERT) {
-    const part = rows.slice(i, i + ROWS_PER_INSERT)
+  let i = 0
+  while (i < rows.length) {
+    const size = INSERT_CHUNKS.find((c) => c <= rows.length - i)!
+    const part = rows.slice(i, i + size)
+    i += size
     const values = part.map((_, r) => `(${placeholders(columns, r * columns)})`).join(', ')
     await q.query(`${head} VALUES ${values}${tail}`, part.flat())
   }
