@@ -9,7 +9,7 @@
  *     same blocks into a fresh store.
  * See bench/README.md.
  *
- *   npm run bench:ledger [-- --transfers 10000 --clients 64 --members 200 --nodes 10 --samples 50 --json]
+ *   npm run bench:ledger [-- --transfers 5000 --clients 64 --members 200 --nodes 10 --samples 50 --json]
  */
 import '../src/polyfill.js'
 import { createPublicKey, type KeyObject, randomBytes, verify } from 'node:crypto'
@@ -38,8 +38,8 @@ import { silentLogger } from '../src/observability/index.js'
 
 const { values: args } = parseArgs({
   options: {
-    transfers: { type: 'string', default: '10000' },
-    warmup: { type: 'string', default: '2000' },
+    transfers: { type: 'string', default: '5000' },
+    warmup: { type: 'string', default: '1000' },
     clients: { type: 'string', default: '64' },
     members: { type: 'string', default: '200' },
     nodes: { type: 'string', default: '10' },
@@ -281,6 +281,8 @@ async function nodeBench(kind: 'sqlite' | 'postgres'): Promise<NodeFigures | { s
       p2pListen: ['/ip4/127.0.0.1/tcp/0'],
       bootstrap: [],
       logLevel: 'silent',
+      // A reindex is one transaction; on a busy host PostgreSQL may take longer than the default 10 s for it.
+      storeTimeoutMs: 120_000,
     },
     { signer: nodeSigner, apiKey: 'bench-ledger-api-key-0123456789', logger: silentLogger() },
   )
