@@ -119,13 +119,19 @@ function paddedLength(n: number): number {
 }
 const INSERT_CHUNKS = [256, 64, 16, 4, 1]
 
-async function selectIn(q: SqlQueries, sql: (list: string) => string, keys: string[]): Promise<SqlRow[]> {
+/** `sql(list, next)`: `list` the IN list's placeholders, `next` the placeholder of `extra[0]` (then the others). */
+async function selectIn(
+  q: SqlQueries,
+  sql: (list: string, next: number) => string,
+  keys: string[],
+  extra: unknown[] = [],
+): Promise<SqlRow[]> {
   const out: SqlRow[] = []
   for (let i = 0; i < keys.length; i += IN_CHUNK) {
     const part = keys.slice(i, i + IN_CHUNK)
     const size = Math.min(IN_CHUNK, paddedLength(part.length))
     while (part.length < size) part.push(part[part.length - 1]!)
-    out.push(...(await q.query(sql(placeholders(part.length)), part)))
+    out.push(...(await q.query(sql(placeholders(part.length), part.length + 1), [...part, ...extra])))
   }
   return out
 }
@@ -451,6 +457,22 @@ export async function hasEntriesAfter(
     at,
   ])
   return rows.length > 0
+}
+
+/** Of `dids`, those with an entry dated after `at` (ms): one query for all of them. */
+export async function accountsWithEntriesAfter(
+  q: SqlQueries,
+  dids: Iterable<string>,
+  at: number,
+): Promise<Set<string>> {
+  const rows = await selectIn(
+    q,
+    (list, next) =>
+      `SELECT DISTINCT account FROM ledger_entries WHERE account IN (${list}) AND ts > $${next}`,
+    [...new Set(dids)],
+    [at],
+  )
+  return new Set(rows.map((r) => String(r.account)))
 }
 
 /**

@@ -7,6 +7,7 @@ import { PostgresBlockStore, SqliteBlockStore } from '../../../src/dag/index.js'
 import type { SqlQueries } from '../../../src/dag/sql-access.js'
 import type { AccountState, Entry } from '../../../src/economics/rules.js'
 import {
+  accountsWithEntriesAfter,
   applyEntry,
   ECONOMICS_MODULE,
   type FoldedRows,
@@ -162,6 +163,20 @@ describe.each(backends)('ledger tables on $name', (backend) => {
     await expect(store.sql().transaction((tx) => saveFolded(tx, r))).rejects.toThrow()
     expect((await dump(sql)).ledger_entries).toEqual([])
     expect((await loadAccounts(sql, ['did:a'])).get('did:a')).toEqual(account('did:a'))
+  })
+
+  it('accountsWithEntriesAfter names the accounts with an entry dated after the instant, in one query', async () => {
+    const sql = await fresh()
+    const r = rows(4) // ts 1000..1003; op 0 debits did:a (to did:b), op 3 debits did:a (to treasury)
+    await saveFolded(sql, r)
+    const all = ['did:a', 'did:b', 'did:c', 'treasury', 'did:none']
+    expect([...(await accountsWithEntriesAfter(sql, all, 999))].sort()).toEqual(
+      [...new Set(r.entries.map((e) => e.entry.account))].sort(),
+    )
+    const after2 = r.entries.filter((e) => e.where.ts > 1002).map((e) => e.entry.account)
+    expect(after2.length).toBeGreaterThan(0)
+    expect([...(await accountsWithEntriesAfter(sql, all, 1002))].sort()).toEqual([...new Set(after2)].sort())
+    expect(await accountsWithEntriesAfter(sql, all, 1003)).toEqual(new Set())
   })
 
   it('padded IN lists return each key once', async () => {
