@@ -53,7 +53,9 @@ const results = await Promise.all([
   // The benchmarks: each one file, next to the others (bench/net-baseline.ts forks ./net-peer.js beside it).
   build({
     ...common,
-    entryPoints: ['alerts', 'dag', 'net', 'net-baseline-main', 'net-peer', 'startup'].map((n) => `bench/${n}.ts`),
+    entryPoints: ['alerts', 'dag', 'ledger', 'net', 'net-baseline-main', 'net-peer', 'startup'].map(
+      (n) => `bench/${n}.ts`,
+    ),
     outdir: join(outdir, 'bench'),
   }),
 ])

@@ -20,7 +20,15 @@ import {
   verifyRecord,
 } from './records.js'
 import { type AccountKind, type AccountState, accountAt, applyOp, holdId, type LedgerOp } from './rules.js'
-import { accountsAsOf, allAccounts, chainState, loadAccounts, opsOf } from './tables.js'
+import {
+  accountsAsOf,
+  accountsWithEntriesAfter,
+  allAccounts,
+  chainState,
+  hasEntriesAfter,
+  loadAccounts,
+  opsOf,
+} from './tables.js'
 
 /** An account as the API and the CLI show it, as of `at`. */
 export interface AccountView {
@@ -82,7 +90,7 @@ export interface LedgerComponents {
 interface Pending {
   op: LedgerOp
   at: number
-  resolve(receipt: OpReceipt): void
+  resolve(done: { receipt: OpReceipt; views?: Map<string, AccountView> }): void
   reject(err: unknown): void
 }
 
@@ -96,6 +104,7 @@ export class Ledger {
   readonly chain: string
   private readonly queue: Pending[] = []
   private running = false
+  private scheduled = false
 
   constructor(private readonly c: LedgerComponents) {
     this.chain = c.writer.chain
@@ -108,8 +117,27 @@ export class Ledger {
 
   /** Queue one operation for this node's ledger chain; resolves once its block is written and folded. */
   submit(op: LedgerOp): Promise<OpReceipt> {
-    return new Promise<OpReceipt>((resolve, reject) => {
+    return this.enqueue(op).then((done) => done.receipt)
+  }
+
+  /** Queue an op; with its receipt come the batch's transfer accounts as of the block (those read by key). */
+  private enqueue(op: LedgerOp): Promise<{ receipt: OpReceipt; views?: Map<string, AccountView> }> {
+    return new Promise((resolve, reject) => {
       this.queue.push({ op, at: performance.now(), resolve, reject })
+      this.schedule()
+    })
+  }
+
+  /**
+   * Start the writer after the current turn of the event loop, not now: on SQLite a whole batch (check, write,
+   * fold) can run in microtasks, so a writer started at once would answer each request before the next one is
+   * even read, one block per op. Started from `setImmediate`, it takes every request read in the same poll.
+   */
+  private schedule(): void {
+    if (this.running || this.scheduled) return
+    this.scheduled = true
+    setImmediate(() => {
+      this.scheduled = false
       void this.pump()
     })
   }
@@ -131,9 +159,11 @@ export class Ledger {
     let outcome = 'applied'
     try {
       this.checkHomedHere(verifyRecord(record))
-      const receipt = await this.submit({ op: 'transfer', record })
+      const { receipt, views } = await this.enqueue({ op: 'transfer', record })
       const at = Date.parse(receipt.ts)
-      const [from, to] = await Promise.all([this.account(record.member, at), this.account(record.to, at)])
+      const [from, to] = await Promise.all(
+        [record.member, record.to].map((did) => views?.get(did) ?? this.account(did, at)),
+      )
       return { ...receipt, from: from!, to: to! }
     } catch (err) {
       outcome = (err as { code?: string }).code ?? 'error'
@@ -165,6 +195,12 @@ export class Ledger {
     if (at === undefined) {
       const a = (await loadAccounts(this.c.sql, [did])).get(did)
       return a ? this.view(a, this.now()) : undefined
+    }
+    // Nothing folded for it after `at` (the usual case: a receipt's own block time): its row is its state then,
+    // read by key, rather than the sums over its whole history.
+    if (!(await hasEntriesAfter(this.c.sql, did, at))) {
+      const a = (await loadAccounts(this.c.sql, [did])).get(did)
+      return a ? this.view(a, at) : undefined
     }
     const [a] = await accountsAsOf(this.c.sql, at, did)
     if (a) return this.view(a, at)
@@ -288,6 +324,20 @@ export class Ledger {
     }
   }
 
+  /**
+   * The receipts' accounts as of the block's time `at`, read by key in two queries for the whole batch; an
+   * account with something folded after `at` (another chain's later credit) is left out, for `account(did, at)`.
+   */
+  private async viewsAt(dids: string[], at: number): Promise<Map<string, AccountView>> {
+    if (dids.length === 0) return new Map()
+    const later = await accountsWithEntriesAfter(this.c.sql, dids, at)
+    const rows = await loadAccounts(
+      this.c.sql,
+      dids.filter((d) => !later.has(d)),
+    )
+    return new Map([...rows].map(([did, a]) => [did, this.view(a, at)]))
+  }
+
   private async pump(): Promise<void> {
     if (this.running) return
     this.running = true
@@ -328,13 +378,20 @@ export class Ledger {
       this.c.metrics?.batchOps.observe(accepted.length)
       await this.c.state.waitFor(this.chain, written.seq)
       const outcomes = await opsOf(this.c.sql, this.chain, written.seq)
+      const views = await this.viewsAt(
+        accepted.flatMap((p) => (p.op.op === 'transfer' ? [p.op.record.member, p.op.record.to] : [])),
+        ts,
+      )
       const iso = new Date(ts).toISOString()
       for (const [index, p] of accepted.entries()) {
         const o = outcomes[index]
         this.c.metrics?.opSeconds.observe({ op: p.op.op }, (performance.now() - p.at) / 1000)
         if (o && o.outcome === 'applied') {
           this.c.metrics?.ops.inc({ op: p.op.op, outcome: 'applied' })
-          p.resolve({ cid: written.cid.toString(), chain: this.chain, seq: written.seq, index, ts: iso })
+          p.resolve({
+            receipt: { cid: written.cid.toString(), chain: this.chain, seq: written.seq, index, ts: iso },
+            views,
+          })
         } else {
           // Cannot happen: the fold runs the rules just run. Say so loudly rather than pretend.
           this.c.logger?.error(

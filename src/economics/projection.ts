@@ -7,7 +7,6 @@ import type { FoldContext, FoldOutcome, Projection } from '../state/projection.j
 import { SignedHold, SignedTransfer } from './records.js'
 import {
   type AccountState,
-  type Applied,
   applyOp,
   holdId,
   type LedgerOp,
@@ -16,19 +15,17 @@ import {
   TREASURY,
 } from './rules.js'
 import {
-  applyEntry,
   chainState,
   ECONOMICS_MODULE,
+  type FoldedRows,
   insertAccount,
   insertEntry,
-  insertNonce,
-  insertOp,
   loadAccounts,
   loadHolds,
   loadNonces,
   nonceKey,
   saveChainState,
-  saveHold,
+  saveFolded,
 } from './tables.js'
 
 /** Record type of a ledger block: a batch of operations, written by a node on its chain `<node DID>/ledger`. */
@@ -173,17 +170,6 @@ function memberOf(op: LedgerOp, view: LedgerView): string | null {
   return view.holds.get(op.hold)?.account ?? null
 }
 
-/** Write what one applied op changed. */
-export async function saveApplied(
-  q: SqlQueries,
-  where: { chain: string; seq: number; idx: number; ts: number; op: string },
-  a: Applied,
-): Promise<void> {
-  for (const e of a.entries) await applyEntry(q, where, e)
-  if (a.nonce) await insertNonce(q, a.nonce)
-  if (a.hold) await saveHold(q, a.hold)
-}
-
 export type LedgerFoldListener = (event: {
   chain: string
   seq: number
@@ -253,6 +239,8 @@ export function ledgerProjection(
       const ops = (block.body as { ops: LedgerOp[] }).ops
       const view = await loadView(tx, s, block.chain, ts, ops)
       const folded: { idx: number; op: LedgerOp; code: string | null }[] = []
+      // The ops run one by one on the view; what they change is written once for the whole block.
+      const rows: FoldedRows = { entries: [], nonces: [], holds: [], ops: [] }
       for (const [idx, op] of ops.entries()) {
         const where = { chain: block.chain, seq: block.seq, idx, ts, op: op.op }
         const member = memberOf(op, view)
@@ -260,15 +248,18 @@ export function ledgerProjection(
           // Signatures are checked on the author's node too: skipping them there (its writer checked) would let a
           // record that bypassed the writer apply on its author and be refused everywhere else.
           const applied = applyOp(view, op, { checkSignatures: true, checkFunds: false })
-          await saveApplied(tx, where, applied)
-          await insertOp(tx, { ...where, member, outcome: 'applied', code: null, reason: null })
+          for (const entry of applied.entries) rows.entries.push({ where, entry })
+          if (applied.nonce) rows.nonces.push(applied.nonce)
+          if (applied.hold) rows.holds.push(applied.hold)
+          rows.ops.push({ ...where, member, outcome: 'applied', code: null, reason: null })
           folded.push({ idx, op, code: null })
         } catch (err) {
           if (!(err instanceof IcnError)) throw err
-          await insertOp(tx, { ...where, member, outcome: 'rejected', code: err.code, reason: err.message })
+          rows.ops.push({ ...where, member, outcome: 'rejected', code: err.code, reason: err.message })
           folded.push({ idx, op, code: err.code })
         }
       }
+      await saveFolded(tx, rows)
       await saveChainState(tx, block.chain, block.seq, ts)
       const event = { chain: block.chain, seq: block.seq, cid: ctx.cid.toString(), ts, ops: folded }
       const onFolded = hooks.onFolded

@@ -1,0 +1,606 @@
+/**
+ * Ledger benchmark. Prints, each next to a baseline measured in the same run:
+ *  1. member-signed transfers/s through the HTTP API of one node (group commits, many concurrent clients, many
+ *     member accounts), against bare `node:crypto` Ed25519 verify (cached KeyObject, one core) and the store's
+ *     validated write rate of the same ledger blocks (SqliteBlockStore.putMany);
+ *  2. on a devnet of real processes: POST answer → the transfer folded on every node (p50, p99), against a
+ *     `dag put` answer → the block stored on every node, both read from every node's /v1/events;
+ *  3. the projection runner's reindex rate over the ledger blocks of part 1, against validated ingest of the
+ *     same blocks into a fresh store.
+ * See bench/README.md.
+ *
+ *   npm run bench:ledger [-- --transfers 5000 --clients 64 --members 200 --nodes 10 --samples 50 --json]
+ */
+import '../src/polyfill.js'
+import { createPublicKey, type KeyObject, randomBytes, verify } from 'node:crypto'
+import { mkdir, mkdtemp, rm, writeFile } from 'node:fs/promises'
+import inspector from 'node:inspector'
+import os from 'node:os'
+import { join } from 'node:path'
+import { parseArgs } from 'node:util'
+import { isMainThread, parentPort, Worker, workerData } from 'node:worker_threads'
+import pg from 'pg'
+import { openMember } from '../src/cli/member.js'
+import { type Block, SqliteBlockStore } from '../src/dag/index.js'
+import { Devnet, type DevnetNodeStatus } from '../src/devnet/index.js'
+import {
+  LEDGER_CHAIN,
+  recordToJson,
+  type SignedRecord,
+  signedBytes,
+  signRecord,
+  type TransferFields,
+} from '../src/economics/index.js'
+import { createGenesis, writeGenesisFile } from '../src/federation/index.js'
+import { domainBytes, memberTag, Signer, WorkerVerifier } from '../src/identity/index.js'
+import { defaultOptions, IcnNode } from '../src/node/index.js'
+import { silentLogger } from '../src/observability/index.js'
+
+const { values: args } = parseArgs({
+  options: {
+    transfers: { type: 'string', default: '5000' },
+    warmup: { type: 'string', default: '1000' },
+    clients: { type: 'string', default: '64' },
+    members: { type: 'string', default: '200' },
+    nodes: { type: 'string', default: '10' },
+    samples: { type: 'string', default: '50' },
+    pg: { type: 'boolean', default: false },
+    'no-pg': { type: 'boolean', default: false },
+    'no-devnet': { type: 'boolean', default: false },
+    json: { type: 'boolean', default: false },
+  },
+})
+const TRANSFERS = Number(args.transfers)
+const WARMUP = Number(args.warmup)
+const CLIENTS = Number(args.clients)
+const MEMBERS = Number(args.members)
+const NODES = Number(args.nodes)
+const SAMPLES = Number(args.samples)
+const CONVERGENCE_WARMUP = 10
+const SPKI_PREFIX = Buffer.from('302a300506032b6570032100', 'hex')
+const DEFAULT_PG_URL = 'postgres://postgres@127.0.0.1:5432/test'
+const TARGET_THROUGHPUT = 0.3
+const TARGET_CONVERGENCE = 1.5
+const INGEST_BATCH = 500
+
+function log(line: string): void {
+  process.stderr.write(`${line}\n`)
+}
+
+function wall(): number {
+  return performance.timeOrigin + performance.now()
+}
+
+const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms))
+
+interface Rate {
+  ops: number
+  seconds: number
+  perSecond: number
+}
+
+function rate(ops: number, ms: number): Rate {
+  return { ops, seconds: ms / 1000, perSecond: ops / (ms / 1000) }
+}
+
+interface Summary {
+  n: number
+  p50: number
+  p99: number
+  max: number
+}
+
+function summarize(values: number[]): Summary {
+  const s = [...values].sort((a, b) => a - b)
+  const at = (q: number) => s[Math.min(s.length - 1, Math.max(0, Math.ceil(q * s.length) - 1))] ?? Number.NaN
+  return { n: s.length, p50: at(0.5), p99: at(0.99), max: s[s.length - 1] ?? Number.NaN }
+}
+
+/**
+ * With ICN_BENCH_PROFILE=DIR, a CPU profile of this thread (the node's) during `fn` only, written to
+ * DIR/<name>.cpuprofile (open it in Chrome DevTools or VS Code).
+ */
+async function profiled<T>(name: string, fn: () => Promise<T>): Promise<T> {
+  const dir = process.env.ICN_BENCH_PROFILE
+  if (!dir) return fn()
+  const session = new inspector.Session()
+  session.connect()
+  const post = (method: string, params?: object) =>
+    new Promise<unknown>((resolve, reject) =>
+      session.post(method, params, (err, result) => (err ? reject(err) : resolve(result))),
+    )
+  await post('Profiler.enable')
+  await post('Profiler.start')
+  try {
+    return await fn()
+  } finally {
+    const { profile } = (await post('Profiler.stop')) as { profile: unknown }
+    await mkdir(dir, { recursive: true })
+    await writeFile(join(dir, `${name}.cpuprofile`), JSON.stringify(profile))
+    session.disconnect()
+  }
+}
+
+// ---- 1 and 3: one node --------------------------------------------------------------------------------------
+
+interface Signed {
+  /** The JSON body of POST /v1/ledger/transfers. */
+  body: string
+  /** For the verify baseline: the bytes the member's signature covers, the signature and the cached key. */
+  message: Uint8Array
+  sig: Uint8Array
+  key: KeyObject
+}
+
+/** `count` transfers, round robin over the members, each to the next member, amount 1, all signed up front. */
+function signTransfers(federation: string, members: Signer[], count: number, tag: string): Signed[] {
+  const keys = members.map((m) =>
+    createPublicKey({ key: Buffer.concat([SPKI_PREFIX, m.publicKey]), format: 'der', type: 'spki' }),
+  )
+  const expires = Date.now() + 3_000_000
+  const out: Signed[] = []
+  for (let i = 0; i < count; i++) {
+    const k = i % members.length
+    const fields: TransferFields = {
+      kind: 'transfer',
+      federation,
+      member: members[k]!.did,
+      to: members[(k + 1) % members.length]!.did,
+      amount: 1,
+      nonce: `${tag}-${i}-${randomBytes(6).toString('base64url')}`,
+      expires,
+    }
+    const record = signRecord(members[k]!, fields) as SignedRecord<TransferFields>
+    out.push({
+      body: JSON.stringify(recordToJson(record)),
+      message: domainBytes(memberTag('transfer'), signedBytes(fields)),
+      sig: record.sig,
+      key: keys[k]!,
+    })
+  }
+  return out
+}
+
+function verifyBaseline(items: Signed[]): Rate {
+  for (const s of items.slice(0, 500)) verify(null, s.message, s.key, s.sig)
+  const t0 = performance.now()
+  let ok = 0
+  for (const s of items) if (verify(null, s.message, s.key, s.sig)) ok++
+  if (ok !== items.length) throw new Error('baseline: a signature did not verify')
+  return rate(items.length, performance.now() - t0)
+}
+
+async function postTransfer(apiUrl: string, body: string): Promise<{ cid: string; index: number }> {
+  const res = await fetch(`${apiUrl}/v1/ledger/transfers`, {
+    method: 'POST',
+    headers: { 'content-type': 'application/json' },
+    body,
+  })
+  const text = await res.text()
+  if (res.status !== 201)
+    throw new Error(`POST /v1/ledger/transfers: HTTP ${res.status} ${text.slice(0, 300)}`)
+  return JSON.parse(text) as { cid: string; index: number }
+}
+
+/** `bodies` through the API, `clients` requests in flight (Node's fetch keeps its connections alive). */
+async function post(apiUrl: string, bodies: string[], clients: number): Promise<number> {
+  let next = 0
+  const t0 = performance.now()
+  await Promise.all(
+    Array.from({ length: clients }, async () => {
+      while (next < bodies.length) await postTransfer(apiUrl, bodies[next++]!)
+    }),
+  )
+  return performance.now() - t0
+}
+
+/**
+ * The clients run on a worker thread of their own, so the node's thread does only the node's work (HTTP
+ * clients in the node's own event loop would cost it about as much CPU as the server side of each request).
+ */
+async function drive(apiUrl: string, items: Signed[], clients: number): Promise<Rate> {
+  const worker = new Worker(new URL(import.meta.url), {
+    workerData: { apiUrl, bodies: items.map((i) => i.body), clients },
+  })
+  const ms = await new Promise<number>((resolve, reject) => {
+    worker.once('message', (m: { ms?: number; error?: string }) =>
+      m.error === undefined ? resolve(m.ms!) : reject(new Error(m.error)),
+    )
+    worker.once('error', reject)
+  })
+  await worker.terminate()
+  return rate(items.length, ms)
+}
+
+interface NodeFigures {
+  store: 'sqlite' | 'postgres'
+  transfers: Rate
+  verify: Rate
+  transfersOverVerify: number
+  blocks: number
+  opsPerBlock: number
+  /** The same ledger blocks put into a fresh SQLite store (worker verifier, as a node runs it). */
+  ingest: Rate
+  reindex: Rate
+  reindexOverIngest: number
+}
+
+async function createPgDatabase(): Promise<{ url: string; drop(): Promise<void> } | { skipped: string }> {
+  const adminUrl = process.env.ICN_BENCH_PG_URL || process.env.ICN_TEST_PG_URL || DEFAULT_PG_URL
+  const admin = new pg.Client({ connectionString: adminUrl, connectionTimeoutMillis: 5000 })
+  try {
+    await admin.connect()
+  } catch (err) {
+    return { skipped: `cannot connect to PostgreSQL: ${(err as Error).message}` }
+  }
+  const name = `icn_bench_ledger_${process.pid}_${Date.now()}`
+  try {
+    await admin.query(`CREATE DATABASE ${name}`)
+  } catch (err) {
+    await admin.end()
+    return { skipped: `cannot create a database: ${(err as Error).message}` }
+  }
+  const u = new URL(adminUrl)
+  u.pathname = `/${name}`
+  return {
+    url: u.toString(),
+    drop: async () => {
+      await admin.query(`DROP DATABASE IF EXISTS ${name} WITH (FORCE)`).catch(() => {})
+      await admin.end()
+    },
+  }
+}
+
+async function nodeBench(kind: 'sqlite' | 'postgres'): Promise<NodeFigures | { skipped: string }> {
+  let database: { url: string; drop(): Promise<void> } | undefined
+  if (kind === 'postgres') {
+    const d = await createPgDatabase()
+    if ('skipped' in d) return d
+    database = d
+  }
+  const dir = await mkdtemp(join(os.tmpdir(), 'icn-bench-ledger-'))
+  const nodeSigner = Signer.generate()
+  const members = Array.from({ length: MEMBERS }, () => Signer.generate())
+  const federation = createGenesis(nodeSigner, {
+    name: 'bench-ledger',
+    members: members.map((m) => m.did),
+    nodes: [nodeSigner.did],
+    homes: Object.fromEntries(members.map((m) => [m.did, nodeSigner.did])),
+    parameters: { memberAllocation: 1_000_000, manaCap: 1_000_000 },
+    ts: Date.now() - 1_000,
+  })
+  const genesis = join(dir, 'genesis.car')
+  await writeGenesisFile(genesis, federation)
+  const node = await IcnNode.create(
+    {
+      ...defaultOptions,
+      ...(database ? { store: 'postgres' as const, pgUrl: database.url } : {}),
+      dataDir: join(dir, 'node'),
+      apiListen: '127.0.0.1:0',
+      genesis,
+      p2pListen: ['/ip4/127.0.0.1/tcp/0'],
+      bootstrap: [],
+      logLevel: 'silent',
+      // A reindex is one transaction; on a busy host PostgreSQL may take longer than the default 10 s for it.
+      storeTimeoutMs: 120_000,
+    },
+    { signer: nodeSigner, apiKey: 'bench-ledger-api-key-0123456789', logger: silentLogger() },
+  )
+  try {
+    await node.start()
+    log(`  signing ${WARMUP + TRANSFERS} transfers of ${MEMBERS} members ...`)
+    const warm = signTransfers(federation.id, members, WARMUP, 'w')
+    const items = signTransfers(federation.id, members, TRANSFERS, 'm')
+    log(`  warm-up: ${WARMUP} transfers ...`)
+    await drive(node.apiUrl, warm, CLIENTS)
+    const verifyRate = verifyBaseline(items)
+    log(`  bare Ed25519 verify: ${verifyRate.perSecond.toFixed(0)}/s`)
+    const transfers = await profiled(`transfers-${kind}`, () => drive(node.apiUrl, items, CLIENTS))
+    log(`  ${TRANSFERS} transfers, ${CLIENTS} clients: ${transfers.perSecond.toFixed(0)}/s`)
+
+    // The ledger blocks written (warm-up included), for the ingest and reindex figures.
+    const chain = `${node.did}/${LEDGER_CHAIN}`
+    const head = await node.store.chainHead(chain)
+    const blocks: Block[] = []
+    for (let from = 0; head && from <= head.seq; ) {
+      const page = await node.store.chainRange(chain, from, 1000)
+      if (page.length === 0) break
+      blocks.push(...page)
+      from += page.length
+    }
+    const ops = WARMUP + TRANSFERS
+    log(`  ${blocks.length} ledger blocks (${(ops / blocks.length).toFixed(1)} transfers per block)`)
+    const ingest = await ingestRate(blocks)
+    log(`  validated ingest of those blocks: ${ingest.perSecond.toFixed(0)} blocks/s`)
+    const r = await profiled(`reindex-${kind}`, () => node.state.reindex())
+    const reindex = rate(r.blocks, r.ms)
+    log(`  reindex: ${r.blocks} blocks in ${r.ms.toFixed(0)} ms: ${reindex.perSecond.toFixed(0)} blocks/s`)
+    return {
+      store: kind,
+      transfers,
+      verify: verifyRate,
+      transfersOverVerify: transfers.perSecond / verifyRate.perSecond,
+      blocks: blocks.length,
+      opsPerBlock: ops / blocks.length,
+      ingest,
+      reindex,
+      reindexOverIngest: reindex.perSecond / ingest.perSecond,
+    }
+  } finally {
+    await node.stop()
+    await database?.drop()
+    await rm(dir, { recursive: true, force: true })
+  }
+}
+
+/** Validated ingest as a node runs it: a fresh SQLite store, worker verifier, two batches of 500 in flight. */
+async function ingestRate(blocks: Block[]): Promise<Rate> {
+  const dir = await mkdtemp(join(os.tmpdir(), 'icn-bench-ledger-ingest-'))
+  const verifier = new WorkerVerifier()
+  const store = new SqliteBlockStore({ path: join(dir, 'store.sqlite') }, { verifier })
+  try {
+    await store.open()
+    const t0 = performance.now()
+    const inFlight: Promise<unknown>[] = []
+    for (let i = 0; i < blocks.length; i += INGEST_BATCH) {
+      inFlight.push(
+        store.putMany(blocks.slice(i, i + INGEST_BATCH), { source: 'sync' }).then((results) => {
+          if (results.some((x) => x.status !== 'stored')) throw new Error('ingest: a block was not stored')
+        }),
+      )
+      if (inFlight.length >= 2) await inFlight.shift()
+    }
+    await Promise.all(inFlight)
+    return rate(blocks.length, performance.now() - t0)
+  } finally {
+    await store.close()
+    await verifier.close()
+    await rm(dir, { recursive: true, force: true })
+  }
+}
+
+// ---- 2: convergence on a devnet -----------------------------------------------------------------------------
+
+/** Follows every node's /v1/events: when each node stored a block (by CID) and folded a transfer (CID#index). */
+class EventTap {
+  readonly blocks = new Map<string, number[]>()
+  readonly transfers = new Map<string, number[]>()
+  private readonly controller = new AbortController()
+
+  async follow(nodes: DevnetNodeStatus[]): Promise<void> {
+    await Promise.all(nodes.map((n) => this.one(n)))
+  }
+
+  private async one(node: DevnetNodeStatus): Promise<void> {
+    const res = await fetch(`${node.apiUrl}/v1/events`, { signal: this.controller.signal })
+    if (!res.ok || !res.body) throw new Error(`${node.name}: /v1/events ${res.status}`)
+    const reader = res.body.pipeThrough(new TextDecoderStream()).getReader()
+    void (async () => {
+      let buf = ''
+      for (;;) {
+        const { value, done } = await reader.read()
+        if (done) return
+        buf += value
+        let end = buf.indexOf('\n\n')
+        while (end >= 0) {
+          const frame = buf.slice(0, end)
+          buf = buf.slice(end + 2)
+          end = buf.indexOf('\n\n')
+          const data = frame.split('\n').find((l) => l.startsWith('data: '))
+          if (!data) continue
+          const ev = JSON.parse(data.slice(6)) as {
+            type: string
+            cid?: string
+            index?: number
+            kind?: string
+            at: number
+          }
+          if (ev.type === 'block' && ev.kind === 'signed' && ev.cid) push(this.blocks, ev.cid, ev.at)
+          else if (ev.type === 'ledger:transfer' && ev.cid)
+            push(this.transfers, `${ev.cid}#${ev.index}`, ev.at)
+        }
+      }
+    })().catch(() => {})
+  }
+
+  close(): void {
+    this.controller.abort()
+  }
+}
+
+function push(map: Map<string, number[]>, key: string, at: number): void {
+  const list = map.get(key)
+  if (list) list.push(at)
+  else map.set(key, [at])
+}
+
+/** Wait until `key` arrived on `n` nodes (polled every 1 ms); the time of the last arrival. */
+async function everywhere(map: Map<string, number[]>, key: string, n: number): Promise<number> {
+  const deadline = wall() + 30_000
+  for (;;) {
+    const list = map.get(key)
+    if (list && list.length >= n) return Math.max(...list)
+    if (wall() > deadline) throw new Error(`${key} reached ${list?.length ?? 0} of ${n} nodes in 30 s`)
+    await sleep(1)
+  }
+}
+
+async function dagPut(node: DevnetNodeStatus, value: unknown): Promise<string> {
+  const res = await fetch(`${node.apiUrl}/v1/dag/blocks`, {
+    method: 'POST',
+    headers: { authorization: `Bearer ${node.apiKey}`, 'content-type': 'application/json' },
+    body: JSON.stringify({ value }),
+  })
+  if (res.status !== 201) throw new Error(`${node.name}: HTTP ${res.status} ${await res.text()}`)
+  return ((await res.json()) as { cid: string }).cid
+}
+
+interface Convergence {
+  nodes: number
+  connectedMs: number
+  transfer: Summary
+  block: Summary
+  p50Ratio: number
+  p99Ratio: number
+}
+
+/**
+ * One transfer then one block at a time, alternating, each from the next node in turn: a transfer from the
+ * member homed at node k to the member homed at node k+1, posted to node k; a `dag put` of a small value on
+ * node k. Each latency: the client's time of the POST answer → the latest of the nodes' own event times.
+ */
+async function convergence(): Promise<Convergence> {
+  const dir = await mkdtemp(join(os.tmpdir(), 'icn-bench-ledger-devnet-'))
+  log(`devnet: ${NODES} nodes in ${dir} ...`)
+  const t0 = wall()
+  const devnet = await Devnet.up({ dir, nodes: NODES, timeoutMs: 120_000 })
+  const connectedMs = wall() - t0
+  const tap = new EventTap()
+  try {
+    const status = await devnet.status()
+    const nodes = status.nodes
+    log(`  connected after ${(connectedMs / 1000).toFixed(1)} s; opening the members ...`)
+    const members = await Promise.all(
+      nodes.map(async (n) => {
+        if (!n.member) throw new Error(`${n.name} has no member (a devnet from before members?)`)
+        return openMember(n.member.dir, { interactive: false })
+      }),
+    )
+    await sleep(2_000) // let the gossip meshes settle, as bench/net.ts does
+    await tap.follow(nodes)
+    const transfer: number[] = []
+    const block: number[] = []
+    const total = CONVERGENCE_WARMUP + SAMPLES
+    for (let i = 0; i < total; i++) {
+      const k = i % nodes.length
+      const from = members[k]!
+      const to = members[(k + 1) % members.length]!
+      const record = signRecord(from.signer, {
+        kind: 'transfer',
+        federation: status.federation,
+        member: from.did,
+        to: to.did,
+        amount: 1,
+        nonce: `conv-${i}-${randomBytes(6).toString('base64url')}`,
+        expires: Date.now() + 600_000,
+      })
+      const answer = await postTransfer(nodes[k]!.apiUrl, JSON.stringify(recordToJson(record)))
+      const answeredAt = wall()
+      const folded = await everywhere(tap.transfers, `${answer.cid}#${answer.index}`, nodes.length)
+      const cid = await dagPut(nodes[k]!, { bench: 'ledger', i })
+      const storedAt = wall()
+      const stored = await everywhere(tap.blocks, cid, nodes.length)
+      if (i >= CONVERGENCE_WARMUP) {
+        transfer.push(folded - answeredAt)
+        block.push(stored - storedAt)
+      }
+    }
+    const t = summarize(transfer)
+    const b = summarize(block)
+    log(`  transfer answer → folded everywhere: p50 ${t.p50.toFixed(1)} ms, p99 ${t.p99.toFixed(1)} ms`)
+    log(`  dag put answer → stored everywhere:  p50 ${b.p50.toFixed(1)} ms, p99 ${b.p99.toFixed(1)} ms`)
+    return {
+      nodes: nodes.length,
+      connectedMs,
+      transfer: t,
+      block: b,
+      p50Ratio: t.p50 / b.p50,
+      p99Ratio: t.p99 / b.p99,
+    }
+  } finally {
+    tap.close()
+    await devnet.down({ clean: true })
+    await rm(dir, { recursive: true, force: true })
+  }
+}
+
+// ---- main ---------------------------------------------------------------------------------------------------
+
+async function main(): Promise<void> {
+  const out: Record<string, unknown> = {
+    cores: os.cpus().length,
+    node: process.version,
+    loadavg: os.loadavg().map((l) => Number(l.toFixed(2))),
+    transfers: TRANSFERS,
+    clients: CLIENTS,
+    members: MEMBERS,
+  }
+  log(
+    `bench:ledger on ${os.cpus().length} cores, Node ${process.version}, load ${os.loadavg()[0]!.toFixed(2)}`,
+  )
+  const figures: NodeFigures[] = []
+  const skipped: Record<string, string> = {}
+  log('one node, SQLite ...')
+  figures.push((await nodeBench('sqlite')) as NodeFigures)
+  if (args.pg || !args['no-pg']) {
+    log('one node, PostgreSQL ...')
+    const p = await nodeBench('postgres')
+    if ('skipped' in p) {
+      log(`  skipped: ${p.skipped}`)
+      if (args.pg) throw new Error(`PostgreSQL required (--pg): ${p.skipped}`)
+      skipped.postgres = p.skipped
+    } else figures.push(p)
+  }
+  out.node = figures
+  if (Object.keys(skipped).length > 0) out.skipped = skipped
+  const conv = args['no-devnet'] ? undefined : await convergence()
+  if (conv) out.convergence = conv
+
+  const rows: string[][] = [['', 'ledger', 'baseline', 'ratio / target']]
+  for (const f of figures) {
+    rows.push([
+      `transfers/s over HTTP (${f.store}, ${CLIENTS} clients)`,
+      f.transfers.perSecond.toFixed(0),
+      `${f.verify.perSecond.toFixed(0)} (bare verify)`,
+      `${f.transfersOverVerify.toFixed(2)} (target >= ${TARGET_THROUGHPUT}: ${f.transfersOverVerify >= TARGET_THROUGHPUT ? 'met' : 'NOT met'})`,
+    ])
+    rows.push([
+      `  ledger blocks (${f.opsPerBlock.toFixed(1)} transfers each)`,
+      `${(f.transfers.perSecond / f.opsPerBlock).toFixed(0)} blocks/s`,
+      `${f.ingest.perSecond.toFixed(0)} blocks/s (store putMany)`,
+      (f.transfers.perSecond / f.opsPerBlock / f.ingest.perSecond).toFixed(2),
+    ])
+    rows.push([
+      `reindex (${f.store}, ${f.blocks} blocks)`,
+      `${f.reindex.perSecond.toFixed(0)} blocks/s (${(f.reindex.perSecond * f.opsPerBlock).toFixed(0)} ops/s)`,
+      `${f.ingest.perSecond.toFixed(0)} blocks/s (validated ingest)`,
+      f.reindexOverIngest.toFixed(2),
+    ])
+  }
+  if (conv) {
+    rows.push([
+      `convergence p50 (${conv.nodes} nodes, ms)`,
+      conv.transfer.p50.toFixed(1),
+      `${conv.block.p50.toFixed(1)} (block)`,
+      conv.p50Ratio.toFixed(2),
+    ])
+    rows.push([
+      `convergence p99 (${conv.nodes} nodes, ms)`,
+      conv.transfer.p99.toFixed(1),
+      `${conv.block.p99.toFixed(1)} (block)`,
+      `${conv.p99Ratio.toFixed(2)} (target <= ${TARGET_CONVERGENCE}: ${conv.p99Ratio <= TARGET_CONVERGENCE && conv.p50Ratio <= TARGET_CONVERGENCE ? 'met' : 'NOT met'})`,
+    ])
+  }
+  out.summary = rows
+  if (args.json) process.stdout.write(`${JSON.stringify(out, null, 2)}\n`)
+  else {
+    const w = rows[0]!.map((_, i) => Math.max(...rows.map((r) => r[i]!.length)))
+    process.stdout.write(`\n${rows.map((r) => r.map((c, i) => c.padEnd(w[i]!)).join('  ')).join('\n')}\n`)
+  }
+}
+
+if (isMainThread)
+  main().then(
+    () => process.exit(0),
+    (err: unknown) => {
+      log(`bench:ledger failed: ${(err as Error).stack ?? err}`)
+      process.exit(1)
+    },
+  )
+else {
+  const { apiUrl, bodies, clients } = workerData as { apiUrl: string; bodies: string[]; clients: number }
+  post(apiUrl, bodies, clients).then(
+    (ms) => parentPort!.postMessage({ ms }),
+    (err: unknown) => parentPort!.postMessage({ error: String((err as Error).message ?? err) }),
+  )
+}

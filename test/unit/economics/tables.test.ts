@@ -1,0 +1,196 @@
+import { mkdtemp, rm } from 'node:fs/promises'
+import { tmpdir } from 'node:os'
+import { join } from 'node:path'
+import { afterAll, beforeAll, describe, expect, it } from 'vitest'
+import type { BlockStore } from '../../../src/dag/index.js'
+import { PostgresBlockStore, SqliteBlockStore } from '../../../src/dag/index.js'
+import type { SqlQueries } from '../../../src/dag/sql-access.js'
+import type { AccountState, Entry } from '../../../src/economics/rules.js'
+import {
+  accountsWithEntriesAfter,
+  applyEntry,
+  ECONOMICS_MODULE,
+  type FoldedRows,
+  insertAccount,
+  insertNonce,
+  insertOp,
+  loadAccounts,
+  loadNonces,
+  saveFolded,
+} from '../../../src/economics/tables.js'
+import { createTestDatabase, type TestDatabase } from '../../helpers/pg.js'
+
+const ACCOUNTS = ['did:a', 'did:b', 'did:c', 'treasury']
+
+function account(did: string): AccountState {
+  return {
+    did,
+    kind: did === 'treasury' ? 'treasury' : 'member',
+    home: 'did:node',
+    mana: 1000,
+    manaTs: 5,
+    pool: 10,
+    held: 0,
+    allocated: 1000,
+    regenerated: 0,
+    received: 0,
+    sent: 0,
+    burned: 0,
+  }
+}
+
+/**
+ * A block's worth of rows: `n` ops of two entries each over a few accounts (so deltas add up per account), some
+ * moving the manabar and some not, one nonce and one op row each, some ops rejected.
+ */
+function rows(n: number): FoldedRows {
+  const out: FoldedRows = { entries: [], nonces: [], holds: [], ops: [] }
+  for (let idx = 0; idx < n; idx++) {
+    const where = { chain: 'did:node/ledger', seq: 3, idx, ts: 1_000 + idx, op: 'transfer' }
+    const from = ACCOUNTS[idx % 3]!
+    const to = ACCOUNTS[(idx * 7 + 1) % 4]!
+    if (idx % 5 === 4) {
+      out.ops.push({ ...where, member: from, outcome: 'rejected', code: 'NONCE_REUSED', reason: 'again' })
+      continue
+    }
+    const debit: Entry = {
+      account: from,
+      allocated: 0,
+      regenerated: idx % 3,
+      received: 0,
+      sent: idx + 1,
+      burned: 0,
+      pool: idx % 2 === 0 ? -1 : 0,
+      held: 0,
+      ...(idx % 2 === 0 ? {} : { mana: 900 - idx, manaTs: 1_000 + idx }),
+    }
+    const credit: Entry = {
+      account: to === from ? 'treasury' : to,
+      allocated: 0,
+      regenerated: 0,
+      received: idx + 1,
+      sent: 0,
+      burned: 0,
+      pool: idx + 1,
+      held: 0,
+    }
+    out.entries.push({ where, entry: debit }, { where, entry: credit })
+    out.nonces.push({ member: from, nonce: `nonce-${idx}`, expires: 9_000 + idx })
+    out.ops.push({ ...where, member: from, outcome: 'applied', code: null, reason: null })
+  }
+  return out
+}
+
+/** The same rows the way the fold wrote them before saveFolded: statement by statement, op by op. */
+async function saveOneByOne(q: SqlQueries, r: FoldedRows): Promise<void> {
+  for (const { where, entry } of r.entries) await applyEntry(q, where, entry)
+  for (const n of r.nonces) await insertNonce(q, n)
+  for (const o of r.ops) await insertOp(q, o)
+}
+
+async function dump(q: SqlQueries): Promise<Record<string, unknown[]>> {
+  const out: Record<string, unknown[]> = {}
+  for (const t of ECONOMICS_MODULE.tables)
+    out[t.name] = await q.query(`SELECT * FROM ${t.name} ORDER BY ${t.orderBy.join(', ')}`)
+  return out
+}
+
+interface Backend {
+  name: string
+  open(): Promise<BlockStore>
+}
+
+const stores: BlockStore[] = []
+const databases: TestDatabase[] = []
+let dir: string
+
+beforeAll(async () => {
+  dir = await mkdtemp(join(tmpdir(), 'icn-ledger-tables-'))
+})
+afterAll(async () => {
+  for (const s of stores) await s.close()
+  for (const d of databases) await d.drop()
+  await rm(dir, { recursive: true, force: true })
+})
+
+const backends: Backend[] = [
+  {
+    name: 'sqlite',
+    open: async () => {
+      const s = new SqliteBlockStore({ path: join(dir, `s${stores.length}`, 'blocks.db') })
+      await s.open()
+      return s
+    },
+  },
+  {
+    name: 'postgres',
+    open: async () => {
+      const d = await createTestDatabase()
+      databases.push(d)
+      const s = new PostgresBlockStore({ url: d.url })
+      await s.open()
+      return s
+    },
+  },
+]
+
+describe.each(backends)('ledger tables on $name', (backend) => {
+  async function fresh(): Promise<SqlQueries> {
+    const store = await backend.open()
+    stores.push(store)
+    const sql = store.sql()
+    const m = ECONOMICS_MODULE.migrations[0]!
+    await sql.exec(sql.dialect === 'sqlite' ? m.sqlite : m.postgres)
+    for (const did of ACCOUNTS) await insertAccount(sql, account(did))
+    return sql
+  }
+
+  it.each([1, 5, 23, 337])('saveFolded writes what op-by-op statements write (%i ops)', async (n) => {
+    const [one, batched] = [await fresh(), await fresh()]
+    const r = rows(n)
+    await saveOneByOne(one, r)
+    await saveFolded(batched, r)
+    const expected = await dump(one)
+    expect(expected.ledger_entries!.length).toBe(r.entries.length)
+    expect(await dump(batched)).toEqual(expected)
+  })
+
+  it('a failing row writes nothing of its block in a transaction (a nonce used twice)', async () => {
+    const sql = await fresh()
+    const r = rows(6)
+    r.nonces.push(r.nonces[0]!)
+    const store = stores[stores.length - 1]!
+    await expect(store.sql().transaction((tx) => saveFolded(tx, r))).rejects.toThrow()
+    expect((await dump(sql)).ledger_entries).toEqual([])
+    expect((await loadAccounts(sql, ['did:a'])).get('did:a')).toEqual(account('did:a'))
+  })
+
+  it('accountsWithEntriesAfter names the accounts with an entry dated after the instant, in one query', async () => {
+    const sql = await fresh()
+    const r = rows(4) // ts 1000..1003; op 0 debits did:a (to did:b), op 3 debits did:a (to treasury)
+    await saveFolded(sql, r)
+    const all = ['did:a', 'did:b', 'did:c', 'treasury', 'did:none']
+    expect([...(await accountsWithEntriesAfter(sql, all, 999))].sort()).toEqual(
+      [...new Set(r.entries.map((e) => e.entry.account))].sort(),
+    )
+    const after2 = r.entries.filter((e) => e.where.ts > 1002).map((e) => e.entry.account)
+    expect(after2.length).toBeGreaterThan(0)
+    expect([...(await accountsWithEntriesAfter(sql, all, 1002))].sort()).toEqual([...new Set(after2)].sort())
+    expect(await accountsWithEntriesAfter(sql, all, 1003)).toEqual(new Set())
+  })
+
+  it('padded IN lists return each key once', async () => {
+    const sql = await fresh()
+    await saveFolded(sql, rows(4))
+    const got = await loadAccounts(sql, ['did:a', 'did:b', 'treasury'])
+    expect([...got.keys()].sort()).toEqual(['did:a', 'did:b', 'treasury'])
+    const nonces = await loadNonces(sql, [
+      'did:a nonce-0',
+      'did:b nonce-1',
+      'did:c nonce-2',
+      'did:x nope',
+      'z',
+    ])
+    expect([...nonces].sort()).toEqual(['did:a nonce-0', 'did:b nonce-1', 'did:c nonce-2'])
+  })
+})
