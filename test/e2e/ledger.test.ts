@@ -375,11 +375,12 @@ describe('the ledger across nodes', () => {
   })
 
   it('refuses bad records through the HTTP API with their typed error and changes nothing', async () => {
-    const t = h.clock.now()
     // one good transfer to replay afterwards
     const good = transfer(alice, bob.did, 5)
     const first = await accepted(0, good)
     await folded(first)
+    // After the wait (which moves the harness clock): the boundary cases below are relative to this instant.
+    const t = h.clock.now()
     const snapshot = (): Promise<AccountView[][]> => Promise.all([0, 1, 2].map((i) => accounts(i, t)))
     const heads = async (): Promise<unknown[]> =>
       Promise.all([0, 1, 2].map((i) => getJson(`${h.node(i).apiUrl}/v1/dag/chains`)))
