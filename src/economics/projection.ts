@@ -165,9 +165,15 @@ export async function loadView(
   }
 }
 
+/**
+ * The account an op is about, for its `ledger_ops` row. A release or settlement names a hold: only a hold of
+ * this chain counts (one of another chain may or may not be folded yet here, which would make the row depend on
+ * arrival order).
+ */
 function memberOf(op: LedgerOp, view: LedgerView): string | null {
   if (op.op === 'transfer' || op.op === 'hold') return op.record.member
-  return view.holds.get(op.hold)?.account ?? null
+  const hold = view.holds.get(op.hold)
+  return hold && hold.chain === view.chain ? hold.account : null
 }
 
 export type LedgerFoldListener = (event: {
