@@ -1,5 +1,7 @@
 import { randomBytes } from 'node:crypto'
 import type { Command } from 'commander'
+// Types only: the account as the API shows it (one definition, the ledger's).
+import type { AccountView } from '../../economics/ledger.js'
 import { isDid } from '../../identity/index.js'
 import { CliError, clientFor, EXIT, type GlobalOpts, output } from '../common.js'
 
@@ -11,22 +13,6 @@ const apiOptions = (cmd: Command): Command =>
 
 async function routes(): Promise<typeof import('../../api/routes.js')['routes']> {
   return (await import('../../api/routes.js')).routes
-}
-
-interface AccountJson {
-  did: string
-  kind: string
-  home: string
-  balance: number
-  mana: number
-  credit: number
-  held: number
-  allocated: number
-  regenerated: number
-  received: number
-  sent: number
-  burned: number
-  at: string
 }
 
 /**
@@ -95,7 +81,7 @@ async function withHints<T>(call: () => Promise<T>): Promise<T> {
   }
 }
 
-function describeAccount(a: AccountJson): string {
+function describeAccount(a: AccountView): string {
   return [
     `${a.did} (${a.kind}, home ${a.home})`,
     `  balance ${a.balance} (mana ${a.mana} + credit ${a.credit}), held ${a.held}`,
@@ -133,7 +119,7 @@ export function registerMana(program: Command): void {
     const client = await clientFor(opts)
     const a = (await withHints(() =>
       client.call(r.getAccount, { params: { did: id }, query }),
-    )) as AccountJson
+    )) as AccountView
     output(opts, a, () => describeAccount(a))
   })
 
@@ -148,7 +134,7 @@ export function registerMana(program: Command): void {
     const client = await clientFor(opts)
     const res = await withHints(() => client.call(r.listAccounts, { query }))
     output(opts, res, () => {
-      const rows = (res.accounts as AccountJson[]).map(
+      const rows = (res.accounts as AccountView[]).map(
         (a) =>
           `${a.did.padEnd(58)} ${a.kind.padEnd(8)} ${String(a.balance).padStart(12)} ${String(a.held).padStart(10)}`,
       )
