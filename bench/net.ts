@@ -29,6 +29,8 @@ const { values: args } = parseArgs({
     sweep: { type: 'string', default: '50,100,200,400' },
     'sweep-count': { type: 'string', default: '400' },
     catchup: { type: 'string', default: '10000' },
+    'connect-runs': { type: 'string', default: '3' },
+    'connect-only': { type: 'boolean', default: false },
     json: { type: 'boolean', default: false },
   },
 })
@@ -38,6 +40,8 @@ const RATE = Number(args.rate)
 const SWEEP = args.sweep.split(',').map(Number)
 const SWEEP_COUNT = Number(args['sweep-count'])
 const CATCHUP = Number(args.catchup)
+/** Start-ups of each kind timed for the time-to-connected figure (medians), after the ones the run needs anyway. */
+const CONNECT_RUNS = Number(args['connect-runs'])
 /** Block payload: a value of about this many bytes, so the signed block is about 1.3 KB like the baseline's. */
 const VALUE_BYTES = 1100
 const WARMUP = 20
@@ -293,6 +297,73 @@ async function ingestRate(blocks: number): Promise<number> {
   }
 }
 
+// ---- time to connected -------------------------------------------------------------------------------------
+
+interface ConnectTimes {
+  /** Plain libp2p, each process dialing 3 others (ms). */
+  baseline: number[]
+  /** Plain libp2p, the devnet's topology: every process dialing all before it (ms). */
+  fullMesh: number[]
+  /** `Devnet.up` in a fresh folder: creating it, starting every process, until all are ready and connected (ms). */
+  devnet: number[]
+}
+
+/**
+ * Times `runs` start-ups of each kind, interleaved (baseline, full-mesh baseline, devnet, then again), so that
+ * a change in the machine's load falls on all three alike; the figures are their medians.
+ */
+async function connectTimes(runs: number): Promise<ConnectTimes> {
+  const out: ConnectTimes = { baseline: [], fullMesh: [], devnet: [] }
+  for (let i = 0; i < runs; i++) {
+    const b = await startBaseline({ nodes: NODES, warmupMessages: 0 })
+    out.baseline.push(b.connectedMs)
+    await b.stop()
+    const f = await startBaseline({ nodes: NODES, dialsPerNode: NODES - 1, warmupMessages: 0 })
+    out.fullMesh.push(f.connectedMs)
+    await f.stop()
+    const dir = await mkdtemp(join(os.tmpdir(), 'icn-bench-net-up-'))
+    try {
+      const t0 = wall()
+      const devnet = await Devnet.up({ dir, nodes: NODES, timeoutMs: 120_000 })
+      out.devnet.push(wall() - t0)
+      await devnet.down({ clean: true })
+    } finally {
+      await rm(dir, { recursive: true, force: true })
+    }
+    const s = (ms: number | undefined) => `${((ms ?? Number.NaN) / 1000).toFixed(2)} s`
+    log(
+      `  start-up ${i + 1}/${runs}: baseline ${s(out.baseline[i])}, full-mesh baseline ${s(out.fullMesh[i])}, ` +
+        `devnet ${s(out.devnet[i])}`,
+    )
+  }
+  return out
+}
+
+function median(xs: number[]): number {
+  const s = [...xs].sort((a, b) => a - b)
+  const m = s.length >> 1
+  return s.length % 2 ? s[m]! : (s[m - 1]! + s[m]!) / 2
+}
+
+function connectRows(t: ConnectTimes): string[][] {
+  const sec = (ms: number) => (ms / 1000).toFixed(2)
+  const [d, b, f] = [median(t.devnet), median(t.baseline), median(t.fullMesh)]
+  return [
+    [
+      `connected, median of ${t.devnet.length} (s)`,
+      sec(d),
+      sec(b),
+      `${(d / b).toFixed(2)} (target <= 1.5; devnet: full mesh, baseline: 3 dials each)`,
+    ],
+    [`connected, full mesh on both, median of ${t.devnet.length} (s)`, sec(d), sec(f), (d / f).toFixed(2)],
+  ]
+}
+
+function printRows(rows: string[][]): void {
+  const w = rows[0]!.map((_, i) => Math.max(...rows.map((r) => r[i]!.length)))
+  process.stdout.write(`\n${rows.map((r) => r.map((c, i) => c.padEnd(w[i]!)).join('  ')).join('\n')}\n`)
+}
+
 // ---- main ---------------------------------------------------------------------------------------------------
 
 function fmt(s: Summary): string {
@@ -301,6 +372,18 @@ function fmt(s: Summary): string {
 
 async function main(): Promise<void> {
   const out: Record<string, unknown> = { nodes: NODES, rate: RATE, count: COUNT, cores: os.cpus().length }
+  log(
+    `time to connected: ${CONNECT_RUNS} start-ups each of ${NODES} plain libp2p processes and a ${NODES}-node devnet ...`,
+  )
+  const connect = await connectTimes(CONNECT_RUNS)
+  out.connect = connect
+  if (args['connect-only']) {
+    const rows = [['', 'icn devnet', 'plain libp2p', 'ratio / target'], ...connectRows(connect)]
+    out.summary = rows
+    if (args.json) process.stdout.write(`${JSON.stringify(out, null, 2)}\n`)
+    else printRows(rows)
+    return
+  }
 
   log(`baseline: ${NODES} plain libp2p processes ...`)
   const baseline = await startBaseline({ nodes: NODES })
@@ -320,14 +403,6 @@ async function main(): Promise<void> {
     sweep: baseSweep,
   }
   await baseline.stop()
-  // The same topology as the devnet (every node connected to every other), on plain libp2p: what the full mesh
-  // itself costs, apart from what ICN adds on top of it.
-  log(`baseline, full mesh: ${NODES} plain libp2p processes, each dialing all before it ...`)
-  const fullMesh = await startBaseline({ nodes: NODES, dialsPerNode: NODES - 1, warmupMessages: 0 })
-  log(`  connected after ${(fullMesh.connectedMs / 1000).toFixed(1)} s`)
-  out.baselineFullMesh = { connectedMs: fullMesh.connectedMs }
-  await fullMesh.stop()
-
   const dir = await mkdtemp(join(os.tmpdir(), 'icn-bench-net-'))
   log(`icn devnet: ${NODES} nodes in ${dir} ...`)
   const t0 = wall()
@@ -388,18 +463,7 @@ async function main(): Promise<void> {
         `${(icn.summary.p99 / base.latency.p99).toFixed(2)} (target <= 3)`,
       ],
       ['highest swept rate with p99 < 1 s, no loss', String(best(icnSweep)), String(best(baseSweep)), ''],
-      [
-        'connected (s)',
-        (connectedMs / 1000).toFixed(1),
-        (baseline.connectedMs / 1000).toFixed(1),
-        `${(connectedMs / baseline.connectedMs).toFixed(2)} (target <= 1.5; devnet: full mesh, baseline: 3 dials each)`,
-      ],
-      [
-        'connected, full mesh on both (s)',
-        (connectedMs / 1000).toFixed(1),
-        (fullMesh.connectedMs / 1000).toFixed(1),
-        (connectedMs / fullMesh.connectedMs).toFixed(2),
-      ],
+      ...connectRows(connect),
       [
         'catch-up / ingest (blocks/s)',
         cu.perSecond.toFixed(0),
@@ -409,12 +473,7 @@ async function main(): Promise<void> {
     ]
     out.summary = summaryRows
     if (args.json) process.stdout.write(`${JSON.stringify(out, null, 2)}\n`)
-    else {
-      const w = summaryRows[0]!.map((_, i) => Math.max(...summaryRows.map((r) => r[i]!.length)))
-      process.stdout.write(
-        `\n${summaryRows.map((r) => r.map((c, i) => c.padEnd(w[i]!)).join('  ')).join('\n')}\n`,
-      )
-    }
+    else printRows(summaryRows)
   } finally {
     await devnet.down({ clean: true })
     await rm(dir, { recursive: true, force: true })
