@@ -18,11 +18,11 @@ import {
   type CID,
   chainId,
   createSignedBlock,
-  PostgresBlockStore,
   type SignedBlock,
   SqliteBlockStore,
   validateBlock,
 } from '../src/dag/index.js'
+import { PostgresBlockStore } from '../src/dag/postgres.js'
 import { blockTag, domainBytes, InlineVerifier, Signer, WorkerVerifier } from '../src/identity/index.js'
 
 const BATCH = 500

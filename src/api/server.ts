@@ -1,7 +1,6 @@
 import { createHash, randomUUID, timingSafeEqual } from 'node:crypto'
 import { maxHeaderSize, STATUS_CODES } from 'node:http'
 import type { Duplex } from 'node:stream'
-import fastifySwagger from '@fastify/swagger'
 import Fastify, {
   type FastifyBaseLogger,
   type FastifyInstance,
@@ -10,7 +9,6 @@ import Fastify, {
   LogController,
 } from 'fastify'
 import type { Logger, Metrics } from '../observability/index.js'
-import { VERSION } from '../version.js'
 import {
   ImportBusyError,
   MalformedHttpError,
@@ -24,6 +22,7 @@ import {
 } from './errors.js'
 import { parseJsonBody } from './json-body.js'
 import type { Handler, HandlerContext, ModuleHandlers } from './module.js'
+import { openApiDocument } from './openapi.js'
 import { apiRoutes, ErrorBody, type RouteDef, routes } from './routes.js'
 import { allowedMethods, lazyCompilers, mediaCheck, routeSchema } from './schemas.js'
 
@@ -185,25 +184,6 @@ export async function createApiServer(
   for (const type of ['application/vnd.ipld.car', 'application/octet-stream'])
     app.addContentTypeParser(type, (_req, payload, done) => done(null, payload))
 
-  await app.register(fastifySwagger, {
-    openapi: {
-      openapi: '3.0.3',
-      info: {
-        title: 'ICN node API',
-        version: VERSION,
-        description: 'HTTP API of an InterCooperative Network node',
-      },
-      components: { securitySchemes: { apiKey: { type: 'http', scheme: 'bearer' } } },
-    },
-    transform: ({ schema, url, route }) => {
-      const def = (Object.values(routes) as RouteDef[]).find(
-        (r) => r.url === url && r.method === route.method,
-      )
-      if (!def?.requestContentType) return { schema, url }
-      const body = { content: { [def.requestContentType]: { schema: { type: 'string', format: 'binary' } } } }
-      return { schema: { ...schema, body }, url }
-    },
-  })
   app.addSchema(ErrorBody)
 
   const expectedKey = createHash('sha256').update(c.apiKey).digest()
@@ -228,7 +208,7 @@ export async function createApiServer(
       return () => streams.delete(end)
     },
   }
-  handlers.set(apiRoutes.openapi.id, async () => app.swagger())
+  handlers.set(apiRoutes.openapi.id, () => openApiDocument())
   for (const def of Object.values(routes) as RouteDef[]) {
     const handler = handlers.get(def.id)!
     app.route({

@@ -4,13 +4,8 @@
  * blocks, dumps again and compares table by table. Loaded only by that command.
  */
 import { existsSync } from 'node:fs'
-import {
-  type BlockStore,
-  DAG_CBOR,
-  decodeSignedBlock,
-  PostgresBlockStore,
-  SqliteBlockStore,
-} from '../dag/index.js'
+import { type BlockStore, DAG_CBOR, decodeSignedBlock, SqliteBlockStore } from '../dag/index.js'
+import { PostgresBlockStore } from '../dag/postgres.js'
 import { type Federation, GENESIS_TYPE, parseGenesis, readGenesisFile } from '../federation/index.js'
 // Straight from the files, not node/index.ts: the node itself (libp2p, the API server) is not needed here.
 import { dataPaths, NotInitializedError, readConfig, readDid } from '../node/datadir.js'

@@ -58,7 +58,9 @@ export {
   ValueTooDeepError,
 } from './limits.js'
 export { chainsOf, headPositions, lookupsFor, planBatch, positionKey } from './plan.js'
-export { PostgresBlockStore, type PostgresStoreOptions } from './postgres.js'
+// PostgresBlockStore is imported from './postgres.js' itself, not from here: loading the dag module (every node
+// and most commands) must not load the pg driver, which a node on SQLite never uses.
+export type { PostgresStoreOptions } from './postgres.js'
 export { describePgUrl, isConnectionError } from './postgres-sql.js'
 export type { SqlAccess, SqlQueries, SqlRow } from './sql-access.js'
 export { SqliteBlockStore, type SqliteStoreOptions } from './sqlite.js'

@@ -196,6 +196,7 @@ export class Network extends EventEmitter<NetworkEvents> {
         onReceived: (peer, n) => peerManager.received(peer, n),
         onMisbehaviour: (peer, reason) => peerManager.misbehaved(peer, reason),
         onPeerAddresses: (list) => void this.learnAddresses(list),
+        needsAddresses: () => peerManager.needsAddresses(),
         clock,
         random,
       },

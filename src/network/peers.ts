@@ -79,6 +79,9 @@ export const DEFAULT_PEER_OPTIONS: PeerOptions = {
   startRetryWindowMs: 30_000,
 }
 
+/** Failed dials in a row after which a member's known addresses are doubted and peers are asked for others. */
+const ADDRESS_HUNT_FAILURES = 3
+
 /** How long one dial or ping may take. */
 const DIAL_TIMEOUT_MS = 10_000
 
@@ -260,6 +263,20 @@ export class PeerManager {
     const out: PeerHealth[] = []
     for (const s of this.peers.values()) out.push(await this.health(s))
     return out.sort((a, b) => (a.did < b.did ? -1 : 1))
+  }
+
+  /**
+   * Whether asking a peer for addresses could help: some other member is not connected and this node has no
+   * address for it, or its dials have failed `ADDRESS_HUNT_FAILURES` times in a row (it may have moved). When
+   * every member is connected or reachable at a known address, a new connection skips the `peers` request.
+   */
+  async needsAddresses(): Promise<boolean> {
+    for (const s of this.peers.values()) {
+      if (s.connectedSince !== undefined) continue
+      if (s.dialFailures >= ADDRESS_HUNT_FAILURES) return true
+      if ((await this.addrsOf(s.id)).length === 0) return true
+    }
+    return false
   }
 
   /** Known addresses of the members (for a peer's `peers` request). */

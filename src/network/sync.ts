@@ -30,6 +30,11 @@ export interface SyncComponents {
   onMisbehaviour?: (peer: string, reason: string) => void
   /** Addresses learnt from a peer's `peers` reply. */
   onPeerAddresses: (peers: { peerId: string; addrs: string[] }[]) => void
+  /**
+   * Whether a new connection's round should ask the peer for addresses (default: always). The network asks
+   * only while some member is neither connected nor reachable at a known address.
+   */
+  needsAddresses?: () => Promise<boolean>
   clock?: Clock
   /** Uniform in [0, 1), to pick the peer of a periodic round. */
   random?: () => number
@@ -225,7 +230,7 @@ export class Synchronizer {
     const chainsBehind = behind.length
     await Promise.all(Array.from({ length: Math.min(this.concurrentChains, behind.length) }, next))
     this.c.metrics.syncLag.set({ peer: key }, 0)
-    if (learnPeers) {
+    if (learnPeers && (await (this.c.needsAddresses?.() ?? true))) {
       try {
         this.c.onPeerAddresses(await this.c.exchange.peers(peer, signal))
       } catch (err) {

@@ -7,7 +7,6 @@ import {
   ChainWriter,
   type CID,
   checkAborted,
-  PostgresBlockStore,
   SqliteBlockStore,
   StoreHealthMonitor,
 } from '../dag/index.js'
@@ -125,6 +124,7 @@ export class IcnNode {
   private constructor(
     readonly options: NodeOptions,
     private readonly modules: NodeModules,
+    postgres?: typeof import('../dag/postgres.js').PostgresBlockStore,
   ) {
     this.logger = modules.logger ?? createLogger({ level: options.logLevel })
     this.metrics = modules.metrics ?? createMetrics()
@@ -136,9 +136,11 @@ export class IcnNode {
       verifier: this.verifier,
       clock: this.clock,
     }
+    if (options.store === 'postgres' && !postgres)
+      throw new Error('IcnNode: the PostgreSQL store is not loaded')
     this.store =
-      options.store === 'postgres'
-        ? new PostgresBlockStore(
+      options.store === 'postgres' && postgres
+        ? new postgres(
             // The lock makes the database this identity's alone: a second node with this DID fails at open.
             { url: options.pgUrl!, timeoutMs: options.storeTimeoutMs, lockKey: modules.signer.did },
             storeComponents,
@@ -187,7 +189,10 @@ export class IcnNode {
   /** Check the options and build the node; nothing is opened until `start()`. */
   static async create(options: NodeOptions, modules: NodeModules): Promise<IcnNode> {
     checkOptions(options)
-    return new IcnNode(options, modules)
+    // The PostgreSQL store (and the pg driver) only when it is used: a node on SQLite starts without loading it.
+    const postgres =
+      options.store === 'postgres' ? (await import('../dag/postgres.js')).PostgresBlockStore : undefined
+    return new IcnNode(options, modules, postgres)
   }
 
   get did(): string {

@@ -5,10 +5,10 @@ import {
   ChainWriter,
   chainId,
   decodeSignedBlock,
-  PostgresBlockStore,
   type PostgresStoreOptions,
   StoreHealthMonitor,
 } from '../../src/dag/index.js'
+import { PostgresBlockStore } from '../../src/dag/postgres.js'
 import { Signer } from '../../src/identity/index.js'
 import { createMetrics } from '../../src/observability/index.js'
 import {

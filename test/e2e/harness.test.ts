@@ -38,3 +38,28 @@ describe('in-process harness', () => {
     await h.waitForBlock(cid)
   })
 })
+
+/** `peers` requests node i answered (the server side of block exchange). */
+async function peersServed(h: Harness, i: number): Promise<number> {
+  const { values } = await h.node(i).metrics.exchangeDuration.get()
+  return values
+    .filter((v) => v.metricName?.endsWith('_count') && v.labels.op === 'peers' && v.labels.role === 'server')
+    .reduce((n, v) => n + v.value, 0)
+}
+
+describe('address discovery on connect', () => {
+  it('a node bootstrapped to one peer learns the addresses of the others from it and connects to them', async () => {
+    // node3 knows only node1's address; node1 and node2 know each other.
+    h = await startHarness({ nodes: 3, bootstrap: (i) => (i === 2 ? [0] : i === 0 ? [1] : [0]) })
+    await h.waitConnected()
+    expect(await peersServed(h, 0)).toBeGreaterThan(0)
+  })
+
+  it('nodes bootstrapped to every other node connect without asking anyone for addresses', async () => {
+    h = await startHarness({ nodes: 3 })
+    await h.waitConnected()
+    const { cid } = await h.node(0).writer.appendValue({ after: 'connecting' })
+    await h.waitForBlock(cid) // the on-connect rounds have run
+    for (const i of [0, 1, 2]) expect(await peersServed(h, i)).toBe(0)
+  })
+})

@@ -59,6 +59,8 @@ export interface HarnessOptions {
    * node 0's own DID the only member, homed at itself).
    */
   members?: { signer: Signer; home: number }[]
+  /** The nodes node i is bootstrapped to (indexes); default every other node. */
+  bootstrap?: (index: number) => number[]
   /** Called with each node after it started (register RPC handlers, listen to events). */
   onStart?: (node: IcnNode, index: number) => void | Promise<void>
 }
@@ -168,7 +170,10 @@ export async function startHarness(opts: HarnessOptions): Promise<Harness> {
         apiListen: '127.0.0.1:0',
         genesis: genesisPath,
         p2pListen: [`/memory/icn-${tag}-${i + 1}`],
-        bootstrap: nodes.filter((o) => o !== n).map((o) => o.addr),
+        bootstrap: (opts.bootstrap
+          ? opts.bootstrap(i).map((j) => nodes[j]!)
+          : nodes.filter((o) => o !== n)
+        ).map((o) => o.addr),
         logLevel: 'silent',
         shutdownTimeoutMs: 2_000,
       },

@@ -13,10 +13,10 @@ import {
   type BlockStore,
   ChainWriter,
   exportCar,
-  PostgresBlockStore,
   SqliteBlockStore,
   type SqlRow,
 } from '../../src/dag/index.js'
+import { PostgresBlockStore } from '../../src/dag/postgres.js'
 import {
   type AccountView,
   type HoldFields,

@@ -7,10 +7,10 @@ import {
   type BlockStore,
   chainId,
   createSignedBlock,
-  PostgresBlockStore,
   SqliteBlockStore,
   type SqlRow,
 } from '../../../src/dag/index.js'
+import { PostgresBlockStore } from '../../../src/dag/postgres.js'
 import { Signer } from '../../../src/identity/index.js'
 import { createMetrics, type Metrics } from '../../../src/observability/index.js'
 import {
