@@ -1,3 +1,5 @@
+import http from 'node:http'
+
 /** What one look at a node's HTTP API found. */
 export interface NodeProbe {
   /** GET /ready answered 200. */
@@ -14,15 +16,45 @@ interface PeersReply {
   peers?: { peerId?: unknown; connected?: unknown }[]
 }
 
-function anySignal(timeoutMs: number, signal?: AbortSignal): AbortSignal {
-  const t = AbortSignal.timeout(timeoutMs)
-  return signal ? AbortSignal.any([t, signal]) : t
+/** Connections kept open between looks: `devnet up` asks every node twice per look until all are connected. */
+const agent = new http.Agent({ keepAlive: true, maxSockets: 2 })
+
+class ProbeError extends Error {
+  constructor(readonly reason: string) {
+    super(reason)
+  }
+}
+
+/**
+ * GET `url` (node:http, not fetch: `devnet up` looks at every node several times a second while they start,
+ * and fetch's first use alone loads and compiles undici). Resolves with the status and, for 200, the body.
+ */
+function get(
+  url: string,
+  timeoutMs: number,
+  signal?: AbortSignal,
+): Promise<{ status: number; body?: string }> {
+  return new Promise((resolve, reject) => {
+    const req = http.get(url, { agent, headers: { accept: 'application/json' }, signal }, (res) => {
+      if (res.statusCode !== 200) {
+        res.resume()
+        resolve({ status: res.statusCode ?? 0 })
+        return
+      }
+      const chunks: Buffer[] = []
+      res.on('data', (c: Buffer) => chunks.push(c))
+      res.on('end', () => resolve({ status: 200, body: Buffer.concat(chunks).toString('utf8') }))
+      res.on('error', (err) => reject(new ProbeError(err.message)))
+    })
+    req.setTimeout(timeoutMs, () => req.destroy(new ProbeError('no answer')))
+    req.on('error', (err: NodeJS.ErrnoException) =>
+      reject(err instanceof ProbeError ? err : new ProbeError(err.code ?? err.message)),
+    )
+  })
 }
 
 function why(err: unknown): string {
-  const e = err as { name?: string; cause?: { code?: string }; message?: string }
-  if (e.name === 'TimeoutError') return 'no answer'
-  return e.cause?.code ?? e.message ?? String(err)
+  return err instanceof ProbeError ? err.reason : ((err as Error).message ?? String(err))
 }
 
 /** Ask a node whether it is ready and which peers it is connected to, each request within `timeoutMs`. */
@@ -33,9 +65,7 @@ export async function probeNode(
   const timeoutMs = opts.timeoutMs ?? 1_000
   let status: number
   try {
-    const res = await fetch(`${apiUrl}/ready`, { signal: anySignal(timeoutMs, opts.signal) })
-    status = res.status
-    await res.body?.cancel()
+    status = (await get(`${apiUrl}/ready`, timeoutMs, opts.signal)).status
   } catch (err) {
     opts.signal?.throwIfAborted()
     return { ready: false, readyDetail: why(err), connected: [] }
@@ -44,18 +74,14 @@ export async function probeNode(
   let connected: string[] = []
   let peersProblem: string | undefined
   try {
-    const res = await fetch(`${apiUrl}/v1/peers`, {
-      signal: anySignal(timeoutMs, opts.signal),
-      headers: { accept: 'application/json' },
-    })
-    if (res.ok) {
-      const body = (await res.json()) as PeersReply
+    const res = await get(`${apiUrl}/v1/peers`, timeoutMs, opts.signal)
+    if (res.status === 200) {
+      const body = JSON.parse(res.body ?? '') as PeersReply
       connected = (body.peers ?? [])
         .filter((p) => p.connected === true && typeof p.peerId === 'string')
         .map((p) => p.peerId as string)
     } else {
       peersProblem = `/v1/peers ${res.status}`
-      await res.body?.cancel()
     }
   } catch (err) {
     opts.signal?.throwIfAborted()

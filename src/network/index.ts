@@ -27,6 +27,7 @@ export {
 export { didFromPeerId, libp2pKeyFor, peerIdForSigner, peerIdFromDid } from './peer-id.js'
 export {
   DEFAULT_PEER_OPTIONS,
+  type PeerEvent,
   type PeerEvents,
   type PeerHealth,
   PeerManager,

@@ -11,7 +11,13 @@ import { BlockExchange } from './exchange.js'
 import { BlockGossip } from './gossip.js'
 import { createHost, type IcnLibp2p, type IcnTransport, parseMultiaddrs } from './host.js'
 import { libp2pKeyFor, peerIdFromDid } from './peer-id.js'
-import { DEFAULT_PEER_OPTIONS, type PeerHealth, PeerManager, type PeerOptions } from './peers.js'
+import {
+  DEFAULT_PEER_OPTIONS,
+  type PeerEvent,
+  type PeerHealth,
+  PeerManager,
+  type PeerOptions,
+} from './peers.js'
 import { Rpc, type RpcHandleOptions, type RpcHandler, RpcHandlers, type RpcRequestOptions } from './rpc.js'
 import { Synchronizer, type SyncRound } from './sync.js'
 
@@ -54,10 +60,10 @@ export interface NetworkComponents {
 
 export interface NetworkEvents {
   /** A federation node connected and was pinged once (`rttMs` is set if it answered). */
-  'peer:connected': [PeerHealth]
-  'peer:disconnected': [PeerHealth]
+  'peer:connected': [PeerEvent]
+  'peer:disconnected': [PeerEvent]
   /** A dial failed or was refused; `dialFailures`, `lastDialError` and `nextDialAt` say how and what next. */
-  'peer:dial-failed': [PeerHealth]
+  'peer:dial-failed': [PeerEvent]
 }
 
 /**

@@ -42,6 +42,12 @@ export interface PeerHealth {
   nextDialAt?: number
 }
 
+/**
+ * What the connected, disconnected and dial-failed events carry: the peer's health without its gossip score
+ * and addresses, which cost a score computation and a peer-store read per event and are in `list()`.
+ */
+export type PeerEvent = Omit<PeerHealth, 'score' | 'addrs'>
+
 export interface PeerOptions {
   /** Ping period. */
   pingIntervalMs: number
@@ -123,10 +129,10 @@ interface PeerState {
 
 export interface PeerEvents {
   /** A connection is open and has been pinged once (so `rttMs` is there if the peer answered). */
-  connected: (peer: PeerHealth) => void
-  disconnected: (peer: PeerHealth) => void
+  connected: (peer: PeerEvent) => void
+  disconnected: (peer: PeerEvent) => void
   /** A dial failed, or the peer closed a new connection before answering; `nextDialAt` says when the next is. */
-  dialFailed: (peer: PeerHealth) => void
+  dialFailed: (peer: PeerEvent) => void
 }
 
 export interface PeerComponents {
@@ -298,7 +304,17 @@ export class PeerManager {
     }
   }
 
+  /** Tell the listener, after the current step has finished (never from inside a state change). */
+  private emit(event: keyof PeerEvents, s: PeerState): void {
+    const summary = this.summary(s)
+    queueMicrotask(() => this.c.events[event](summary))
+  }
+
   private async health(s: PeerState): Promise<PeerHealth> {
+    return { ...this.summary(s), score: this.score(s.id), addrs: await this.addrsOf(s.id) }
+  }
+
+  private summary(s: PeerState): PeerEvent {
     const connected = s.connectedSince !== undefined
     return {
       peerId: s.id.toString(),
@@ -309,9 +325,7 @@ export class PeerManager {
       ...(s.rttMs !== undefined ? { rttMs: s.rttMs } : {}),
       blocksReceived: s.blocksReceived,
       blocksSent: s.blocksSent,
-      score: this.score(s.id),
       misbehaviour: s.misbehaviour,
-      addrs: await this.addrsOf(s.id),
       dialFailures: s.dialFailures,
       ...(s.lastError !== undefined ? { lastDialError: s.lastError } : {}),
       refused: s.refusals > 0,
@@ -344,7 +358,7 @@ export class PeerManager {
       if (s.connectedSince === undefined || s.announced || !this.running) return
       s.announced = true
       this.c.logger.info({ peer: id.toString(), did: s.did, rttMs: s.rttMs }, 'peer connected')
-      void this.health(s).then((h) => this.c.events.connected(h))
+      this.emit('connected', s)
     })
   }
 
@@ -367,7 +381,7 @@ export class PeerManager {
       )
     if (announced) {
       this.c.logger.info({ peer: id.toString(), did: s.did }, 'peer disconnected')
-      void this.health(s).then((h) => this.c.events.disconnected(h))
+      this.emit('disconnected', s)
     }
     this.scheduleDial()
   }
@@ -414,7 +428,7 @@ export class PeerManager {
       this.c.logger.warn(fields, 'peer refuses this node: re-dialing it ever more rarely')
     else if (s.dialFailures === 1 || s.dialFailures % 10 === 0) this.c.logger.info(fields, 'dial failed')
     else this.c.logger.debug(fields, 'dial failed')
-    void this.health(s).then((h) => this.c.events.dialFailed(h))
+    this.emit('dialFailed', s)
   }
 
   private updateGauge(): void {

@@ -27,6 +27,7 @@ import {
   libp2pKeyFor,
   Network,
   type NetworkFederation,
+  type PeerEvent,
   type PeerHealth,
   type PeerOptions,
   peerIdFromDid,
@@ -684,7 +685,7 @@ describe('a node of another federation', () => {
     const [a, x, b] = [Signer.generate(), Signer.generate(), Signer.generate()]
     const ours = await startNode(a, federation([a, x]))
     const clock = new ManualClock()
-    const failures: PeerHealth[] = []
+    const failures: PeerEvent[] = []
     const theirFed = { ...federation([b, a]), parameters: { ...PARAMETERS, syncIntervalMs: 1e9 } }
     let connectedEvents = 0
     const foreign = await startNode(b, theirFed, {
@@ -729,10 +730,10 @@ describe('peer health', () => {
   it('has the RTT as soon as the peer connects, and counts gossiped blocks as sent', async () => {
     const [a, b] = [Signer.generate(), Signer.generate()]
     const fed = federation([a, b])
-    let aConnected: Promise<[PeerHealth]> | undefined
+    let aConnected: Promise<[PeerEvent]> | undefined
     const na = await startNode(a, fed, {
       before: (net) => {
-        aConnected = once(net, 'peer:connected') as Promise<[PeerHealth]>
+        aConnected = once(net, 'peer:connected') as Promise<[PeerEvent]>
       },
     })
     const nb = await startNode(b, fed, { bootstrap: na.net.listenAddrs })

@@ -4,7 +4,7 @@ import { Signer } from '../../../src/identity/index.js'
 import {
   DEFAULT_PEER_OPTIONS,
   type IcnLibp2p,
-  type PeerHealth,
+  type PeerEvent,
   PeerManager,
   peerIdFromDid,
 } from '../../../src/network/index.js'
@@ -71,17 +71,17 @@ function setup(
   metrics: Metrics
   peer: PeerId
   pm: PeerManager
-  failures: PeerHealth[]
-  connected: PeerHealth[]
-  nextFailure: () => Promise<PeerHealth>
+  failures: PeerEvent[]
+  connected: PeerEvent[]
+  nextFailure: () => Promise<PeerEvent>
 } {
   const lib = new FakeLibp2p()
   lib.peerId = self
   const clock = new ManualClock()
   const metrics = createMetrics({ collectProcess: false })
-  const failures: PeerHealth[] = []
-  const connected: PeerHealth[] = []
-  let waiting: ((h: PeerHealth) => void) | undefined
+  const failures: PeerEvent[] = []
+  const connected: PeerEvent[] = []
+  let waiting: ((h: PeerEvent) => void) | undefined
   const pm = new PeerManager(
     { ...DEFAULT_PEER_OPTIONS, ...opts },
     {
@@ -102,7 +102,7 @@ function setup(
       },
     },
   )
-  const nextFailure = (): Promise<PeerHealth> =>
+  const nextFailure = (): Promise<PeerEvent> =>
     new Promise((resolve) => {
       waiting = resolve
     })
