@@ -64,8 +64,9 @@ export const SignedTransfer = Type.Object(
 )
 export const SignedHold = Type.Object({ ...HoldFields.properties, sig: Sig }, { additionalProperties: false })
 
-const checkTransfer = Compile(SignedTransfer)
-const checkHold = Compile(SignedHold)
+// Compiled on first use, not as the module loads: every node start loads this module, few check a record soon.
+let checks: { transfer: ReturnType<typeof Compile>; hold: ReturnType<typeof Compile> } | undefined
+const compiled = () => (checks ??= { transfer: Compile(SignedTransfer), hold: Compile(SignedHold) })
 
 function fieldsOf<F extends RecordFields>(record: SignedRecord<F>): F {
   const { sig: _sig, ...fields } = record
@@ -88,7 +89,7 @@ export function signRecord<F extends RecordFields>(signer: Signer, fields: F): S
 /** Check a record's shape (either kind); throws MalformedRecordError naming what is wrong. */
 export function checkShape(record: unknown): asserts record is SignedRecord {
   const kind = (record as { kind?: unknown } | null)?.kind
-  const check = kind === 'transfer' ? checkTransfer : kind === 'hold' ? checkHold : undefined
+  const check = kind === 'transfer' ? compiled().transfer : kind === 'hold' ? compiled().hold : undefined
   if (!check) throw new MalformedRecordError(`record kind must be one of ${RECORD_KINDS.join(', ')}`)
   if (!check.Check(record)) {
     const first = check.Errors(record)[0] as { instancePath?: string; message?: string } | undefined

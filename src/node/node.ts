@@ -82,6 +82,8 @@ export interface NodeModules {
   random?: () => number
   /** libp2p transports (default TCP); the in-process test harness passes `memory()` of `@libp2p/memory`. */
   transports?: IcnTransport[]
+  /** The genesis of `options.genesis`, when the caller has read it already (else `start` reads the file). */
+  federation?: Federation
 }
 
 /** The RPC protocol a node forwards a member's record on, to the member's home node. */
@@ -227,7 +229,9 @@ export class IcnNode {
         'node starting',
       )
       // The genesis is read and checked before anything is opened: a wrong file fails fast.
-      const federation = this.options.genesis ? await readGenesisFile(this.options.genesis) : undefined
+      const federation =
+        this.modules.federation ??
+        (this.options.genesis ? await readGenesisFile(this.options.genesis) : undefined)
       if (federation && !federation.nodes.includes(this.did))
         throw new NotAFederationNodeError(this.did, federation.id)
       const psk = this.options.pskFile ? await readPskFile(this.options.pskFile) : undefined

@@ -203,9 +203,13 @@ export class ProjectionRunner {
       )
     if (!Number.isSafeInteger(p.version) || p.version < 1)
       throw new ProjectionConfigError(`projection ${p.name}: version must be a positive integer`)
+    // Each compiled on its first block (compiling costs milliseconds at every start, for types few blocks use).
     const validators = new Map<string, Validator>()
-    for (const [type, schema] of Object.entries(p.recordTypes))
-      validators.set(type, Compile(schema) as unknown as Validator)
+    for (const [type, schema] of Object.entries(p.recordTypes)) {
+      let compiled: Validator | undefined
+      const get = (): Validator => (compiled ??= Compile(schema) as unknown as Validator)
+      validators.set(type, { Check: (v) => get().Check(v), Errors: (v) => get().Errors(v) })
+    }
     if (!known) this.modules.set(m.name, m)
     this.regs.push({ p, validators, cursors: new Map(), deferred: new Map(), retryDue: false })
   }

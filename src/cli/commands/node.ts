@@ -116,7 +116,9 @@ async function startNode(opts: StartOpts): Promise<void> {
   // Bad flags and a missing or invalid genesis fail (exit 2) before the passphrase is asked for or anything is
   // written.
   checkOptions(fromFlags(dataDir, opts.dev ? undefined : await readConfig(dataDir)))
-  if (opts.genesis) await (await import('../../federation/index.js')).readGenesisFile(opts.genesis)
+  const federation = opts.genesis
+    ? await (await import('../../federation/index.js')).readGenesisFile(opts.genesis)
+    : undefined
   let passphrase: string
   let devDir: string | undefined
   if (opts.dev) {
@@ -143,7 +145,7 @@ async function startNode(opts: StartOpts): Promise<void> {
     const apiKey = await readApiKey(dataDir)
     if (!apiKey) throw new Error(`no API key file in ${dataDir}; run icn init again in a new folder`)
     const logger = createLogger({ level: options.logLevel })
-    const node = await IcnNode.create(options, { signer, apiKey, logger })
+    const node = await IcnNode.create(options, { signer, apiKey, logger, federation })
 
     let signals = 0
     let recorded = false
