@@ -365,13 +365,16 @@ async function ingestRate(blocks: Block[]): Promise<Rate> {
 class EventTap {
   readonly blocks = new Map<string, number[]>()
   readonly transfers = new Map<string, number[]>()
+  /** The same arrivals by node: key -> node index -> time. */
+  readonly blocksAt = new Map<string, Map<number, number>>()
+  readonly transfersAt = new Map<string, Map<number, number>>()
   private readonly controller = new AbortController()
 
   async follow(nodes: DevnetNodeStatus[]): Promise<void> {
-    await Promise.all(nodes.map((n) => this.one(n)))
+    await Promise.all(nodes.map((n, i) => this.one(n, i)))
   }
 
-  private async one(node: DevnetNodeStatus): Promise<void> {
+  private async one(node: DevnetNodeStatus, index: number): Promise<void> {
     const res = await fetch(`${node.apiUrl}/v1/events`, { signal: this.controller.signal })
     if (!res.ok || !res.body) throw new Error(`${node.name}: /v1/events ${res.status}`)
     const reader = res.body.pipeThrough(new TextDecoderStream()).getReader()
@@ -395,9 +398,13 @@ class EventTap {
             kind?: string
             at: number
           }
-          if (ev.type === 'block' && ev.kind === 'signed' && ev.cid) push(this.blocks, ev.cid, ev.at)
-          else if (ev.type === 'ledger:transfer' && ev.cid)
+          if (ev.type === 'block' && ev.kind === 'signed' && ev.cid) {
+            push(this.blocks, ev.cid, ev.at)
+            at(this.blocksAt, ev.cid, index, ev.at)
+          } else if (ev.type === 'ledger:transfer' && ev.cid) {
             push(this.transfers, `${ev.cid}#${ev.index}`, ev.at)
+            at(this.transfersAt, `${ev.cid}#${ev.index}`, index, ev.at)
+          }
         }
       }
     })().catch(() => {})
@@ -406,6 +413,12 @@ class EventTap {
   close(): void {
     this.controller.abort()
   }
+}
+
+function at(map: Map<string, Map<number, number>>, key: string, node: number, t: number): void {
+  let m = map.get(key)
+  if (!m) map.set(key, (m = new Map()))
+  m.set(node, t)
 }
 
 function push(map: Map<string, number[]>, key: string, at: number): void {
@@ -470,6 +483,10 @@ async function convergence(): Promise<Convergence> {
     await tap.follow(nodes)
     const transfer: number[] = []
     const block: number[] = []
+    /** The transfer's ledger block: answer -> stored on every node. */
+    const transferBlock: number[] = []
+    /** Per transfer, the largest store -> fold delay of any node (its own clock both times). */
+    const foldLag: number[] = []
     const total = CONVERGENCE_WARMUP + SAMPLES
     for (let i = 0; i < total; i++) {
       const k = i % nodes.length
@@ -493,12 +510,27 @@ async function convergence(): Promise<Convergence> {
       if (i >= CONVERGENCE_WARMUP) {
         transfer.push(folded - answeredAt)
         block.push(stored - storedAt)
+        // Where the transfer's time went: its ledger block stored on every node, then folded there.
+        const storedOn = tap.blocksAt.get(answer.cid)
+        const foldedOn = tap.transfersAt.get(`${answer.cid}#${answer.index}`)!
+        if (storedOn && storedOn.size === nodes.length) {
+          transferBlock.push(Math.max(...storedOn.values()) - answeredAt)
+          foldLag.push(Math.max(...[...foldedOn].map(([n, t]) => t - storedOn.get(n)!)))
+        }
       }
     }
     const t = summarize(transfer)
     const b = summarize(block)
     log(`  transfer answer → folded everywhere: p50 ${t.p50.toFixed(1)} ms, p99 ${t.p99.toFixed(1)} ms`)
     log(`  dag put answer → stored everywhere:  p50 ${b.p50.toFixed(1)} ms, p99 ${b.p99.toFixed(1)} ms`)
+    if (transferBlock.length > 0) {
+      const tb = summarize(transferBlock)
+      const fl = summarize(foldLag)
+      log(
+        `  of the transfer's time: its block stored everywhere p50 ${tb.p50.toFixed(1)} ms, p99 ${tb.p99.toFixed(1)} ms; ` +
+          `store → fold on the slowest node p50 ${fl.p50.toFixed(1)} ms, p99 ${fl.p99.toFixed(1)} ms`,
+      )
+    }
     return {
       nodes: nodes.length,
       connectedMs,
