@@ -38,6 +38,11 @@ export interface CommittedBlock {
   type?: string
   /** Signed blocks only: the CIDs it links (prev first). */
   links?: CID[]
+  /**
+   * Signed blocks only: the block as the store decoded and validated it. Listeners must not change it; the
+   * projection runner folds from it instead of reading the block back and decoding it again.
+   */
+  block?: SignedBlock
 }
 
 /** What one successful `putMany` added, told to `onCommit` listeners after the transaction committed. */
