@@ -1,7 +1,16 @@
 import * as dagCbor from '@ipld/dag-cbor'
 import { type Static, Type } from 'typebox'
 import { Compile } from 'typebox/compile'
-import { isDid, memberTag, type Signer, verifyWithDomain } from '../identity/index.js'
+import {
+  domainBytes,
+  isDid,
+  memberTag,
+  publicKeyFromDid,
+  type SignatureCache,
+  type SignatureCheck,
+  type Signer,
+  verifyEd25519,
+} from '../identity/index.js'
 import { MalformedRecordError, RecordSignatureError } from './errors.js'
 
 /**
@@ -101,9 +110,31 @@ export function checkShape(record: unknown): asserts record is SignedRecord {
   if (!isDid(r.member)) throw new MalformedRecordError(`record member ${r.member} is not an Ed25519 did:key`)
 }
 
-/** Whether the record's signature verifies under its member's key and its kind's domain tag. */
-export function signatureValid(record: SignedRecord): boolean {
-  return verifyWithDomain(record.member, memberTag(record.kind), signedBytes(fieldsOf(record)), record.sig)
+/** The Ed25519 check of a record: its member's key, the bytes it signed (domain tag included), its signature. */
+export function recordSignatureCheck(record: SignedRecord): SignatureCheck {
+  return {
+    publicKey: publicKeyFromDid(record.member),
+    message: domainBytes(memberTag(record.kind), signedBytes(fieldsOf(record))),
+    signature: record.sig,
+  }
+}
+
+/**
+ * Whether the record's signature verifies under its member's key and its kind's domain tag. With `cache`, a check
+ * this process already verified (the same key, signed bytes and signature) is answered from it: the same answer.
+ */
+export function signatureValid(record: SignedRecord, cache?: SignatureCache): boolean {
+  return checkRecordSignature(record, cache) !== 'invalid'
+}
+
+/** `signatureValid`, telling whether the answer came from `cache` or from a verify. */
+export function checkRecordSignature(
+  record: SignedRecord,
+  cache?: SignatureCache,
+): 'verified' | 'cached' | 'invalid' {
+  const check = recordSignatureCheck(record)
+  if (cache?.has(check)) return 'cached'
+  return verifyEd25519(check.publicKey, check.message, check.signature) ? 'verified' : 'invalid'
 }
 
 /** Shape and signature; throws MalformedRecordError or RecordSignatureError. */

@@ -55,11 +55,16 @@ export {
   readKeystoreDid,
 } from './keystore.js'
 export { PASSPHRASE_ENV, type ResolvePassphraseOptions, resolvePassphrase } from './passphrase.js'
+export { SIGNATURE_CACHE_SIZE, SignatureCache } from './signature-cache.js'
 export {
+  type CheckResult,
+  CoalescingVerifier,
+  type CoalescingVerifierOptions,
   InlineVerifier,
   type SignatureCheck,
   type SignatureVerifier,
   VerifierUnavailableError,
+  type VerifyManyOptions,
   WorkerVerifier,
   type WorkerVerifierOptions,
 } from './verifier.js'

@@ -1,5 +1,6 @@
 import { type LedgerFoldListener, ledgerProjection, ledgerSetup } from '../economics/index.js'
 import type { Federation } from '../federation/index.js'
+import type { CheckResult, SignatureCache } from '../identity/index.js'
 import type { Projection } from '../state/index.js'
 
 /** What the node's projections are built from. */
@@ -11,6 +12,10 @@ export interface NodeProjectionContext {
   /** Told what each ledger block folded (the node turns it into metrics and `/v1/events`). */
   onLedgerFolded?: LedgerFoldListener
   onLedgerBlockRejected?(code: string): void
+  /** Signatures this process already verified, which the ledger's fold need not verify again (the node's). */
+  signatures?: SignatureCache
+  /** Told, per folded ledger block, how its member signatures were checked. */
+  onLedgerSignatureChecks?(counts: Record<CheckResult, number>): void
 }
 
 /**
@@ -24,6 +29,8 @@ export function nodeProjections(ctx: NodeProjectionContext): Projection[] {
     ledgerProjection(ledgerSetup(ctx.federation), {
       onFolded: ctx.onLedgerFolded,
       onRejectedBlock: ctx.onLedgerBlockRejected,
+      signatures: ctx.signatures,
+      onSignatureChecks: ctx.onLedgerSignatureChecks,
     }),
   ]
 }

@@ -10,6 +10,19 @@ import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { afterAll, describe, expect, it } from 'vitest'
 import { importCar, type SqlRow } from '../../../src/dag/index.js'
+import {
+  type RecordFields,
+  recordSignatureCheck,
+  type SignedRecord,
+  signedBytes,
+} from '../../../src/economics/index.js'
+import {
+  type CheckResult,
+  CoalescingVerifier,
+  InlineVerifier,
+  memberTag,
+  SignatureCache,
+} from '../../../src/identity/index.js'
 import { dumpDifferences } from '../../../src/state/index.js'
 import {
   brokenBooks,
@@ -56,10 +69,17 @@ async function node(
   index: number,
   kind: 'sqlite' | 'postgres',
   clock: ManualClock,
+  options: ConstructorParameters<typeof LedgerNode>[4] = {},
 ): Promise<LedgerNode> {
-  const n = new LedgerNode(world, index, await target(kind), clock)
+  const n = new LedgerNode(world, index, await target(kind), clock, options)
   open.push(n)
   return n.start()
+}
+
+/** A record's signed fields (without its signature). */
+function fieldsOf(record: SignedRecord): RecordFields {
+  const { sig: _sig, ...fields } = record
+  return fields as RecordFields
 }
 
 function expectSameTables(a: Record<string, SqlRow[]>, b: Record<string, SqlRow[]>): void {
@@ -201,5 +221,51 @@ describe('a fold is a function of the blocks alone', () => {
       expect(await opCodes(n, a!.chain, 0), `node ${n.index}`).toEqual(['INVALID_RECORD_SIGNATURE'])
     expectSameTables(await a!.dump(), await b!.dump())
     expect((await a!.ledger!.account(world.members[0]!.did))!.sent).toBe(0)
+  })
+
+  it('the signature cache changes no outcome: a forged record is refused even with a valid one of the same body cached', async () => {
+    const world = ledgerWorld({ seed: 'ledger-cache', nodes: 2, membersPerNode: 1 })
+    const clock = new ManualClock(LEDGER_T0 + 1_000)
+    const signatures = new SignatureCache()
+    const checks: Record<CheckResult, number> = { verified: 0, cached: 0, invalid: 0 }
+    const a = await node(world, 0, 'sqlite', clock, {
+      signatures,
+      onSignatureChecks: (c) => {
+        for (const k of Object.keys(c) as CheckResult[]) checks[k] += c[k]
+      },
+    })
+    const b = await node(world, 1, 'sqlite', clock)
+    const maker = new RecordMaker(world, clock, 'cache')
+    const valid = maker.transfer(0, world.members[1]!.did, 10)
+    // What the API does when it takes a record: verify it, and remember it verified.
+    expect(
+      await new CoalescingVerifier(new InlineVerifier(), { cache: signatures }).check(
+        recordSignatureCheck(valid),
+      ),
+    ).toBe('verified')
+    // The same body with another signature (one bit off; another key's), and the valid signature on another body.
+    const flipped = { ...valid, sig: valid.sig.map((x, i) => (i === 0 ? x ^ 1 : x)) }
+    const otherKey = {
+      ...valid,
+      sig: world.members[1]!.signWithDomain(memberTag('transfer'), signedBytes(fieldsOf(valid))),
+    }
+    const otherBody = { ...valid, amount: 11 }
+    for (const forged of [flipped, otherKey, otherBody])
+      await a!.rawBlock({ ops: [{ op: 'transfer', record: forged }] })
+    expect(checks).toEqual({ verified: 0, cached: 0, invalid: 3 })
+    // The valid record itself: found in the cache (not verified again) and applied.
+    await a!.rawBlock({ ops: [{ op: 'transfer', record: valid }] })
+    expect(checks).toEqual({ verified: 0, cached: 1, invalid: 3 })
+    await syncLedgers([a!, b!])
+    for (const n of [a!, b!]) {
+      for (const seq of [0, 1, 2])
+        expect(await opCodes(n, a!.chain, seq), `node ${n.index} seq ${seq}`).toEqual([
+          'INVALID_RECORD_SIGNATURE',
+        ])
+      expect(await opCodes(n, a!.chain, 3), `node ${n.index}`).toEqual([null])
+    }
+    // The node without the cache verified every one of them itself, and came to the same tables.
+    expectSameTables(await a!.dump(), await b!.dump())
+    expect((await a!.ledger!.account(world.members[0]!.did))!.sent).toBe(10)
   })
 })
