@@ -343,6 +343,8 @@ interface NodeFigures {
    * verifier's threads included), in µs. Unlike the rates, CPU time leaves out waiting for a busy host's cores.
    */
   cpuPerTransfer: { nodeThreadUs?: number; processUs: number }
+  /** The node's event-loop utilization during the measured transfers (0–1). */
+  eventLoopBusy: number
   blocks: number
   opsPerBlock: number
   /** The same ledger blocks put into a fresh SQLite store (worker verifier, as a node runs it). */
@@ -422,19 +424,22 @@ async function nodeBench(kind: 'sqlite' | 'postgres'): Promise<NodeFigures | { s
     const verifyRate = verifyBaseline(items)
     log(`  bare Ed25519 verify: ${verifyRate.perSecond.toFixed(0)}/s`)
     let cpu0 = cpuTimes()
+    let elu0 = performance.eventLoopUtilization()
     const transfers = await profiled(`transfers-${kind}`, () =>
       drive(node.apiUrl, items, CLIENTS, () => {
         cpu0 = cpuTimes()
+        elu0 = performance.eventLoopUtilization()
       }),
     )
     const cpu = cpuTimes().minus(cpu0)
+    const busy = performance.eventLoopUtilization(elu0).utilization
     log(`  ${TRANSFERS} transfers, ${CLIENTS} clients: ${transfers.perSecond.toFixed(0)}/s`)
     const cpuPerTransfer = {
       nodeThreadUs: cpu.mainMs === undefined ? undefined : (cpu.mainMs * 1000) / TRANSFERS,
       processUs: (cpu.processMs * 1000) / TRANSFERS,
     }
     log(
-      `  CPU per transfer: node's thread ${cpuPerTransfer.nodeThreadUs?.toFixed(0) ?? 'n/a'} µs, whole process ${cpuPerTransfer.processUs.toFixed(0)} µs (clients and verifier threads included)`,
+      `  CPU per transfer: node's thread ${cpuPerTransfer.nodeThreadUs?.toFixed(0) ?? 'n/a'} µs, whole process ${cpuPerTransfer.processUs.toFixed(0)} µs (clients and verifier threads included); node's event loop busy ${(busy * 100).toFixed(0)}% of the time`,
     )
 
     // The ledger blocks written (warm-up included), for the ingest and reindex figures.
@@ -460,6 +465,7 @@ async function nodeBench(kind: 'sqlite' | 'postgres'): Promise<NodeFigures | { s
       verify: verifyRate,
       transfersOverVerify: transfers.perSecond / verifyRate.perSecond,
       cpuPerTransfer,
+      eventLoopBusy: busy,
       blocks: blocks.length,
       opsPerBlock: ops / blocks.length,
       ingest,

@@ -94,10 +94,18 @@ export interface LedgerComponents {
   forward?(home: string, record: Record<string, unknown>): Promise<unknown>
 }
 
+/** What a written op is answered with: its receipt, its block's time, and the batch's accounts as of then. */
+interface Done {
+  receipt: OpReceipt
+  /** The block's time (ms). */
+  at: number
+  views?: Map<string, AccountView>
+}
+
 interface Pending {
   op: LedgerOp
   at: number
-  resolve(done: { receipt: OpReceipt; views?: Map<string, AccountView> }): void
+  resolve(done: Done): void
   reject(err: unknown): void
 }
 
@@ -128,7 +136,7 @@ export class Ledger {
   }
 
   /** Queue an op; with its receipt come the batch's transfer accounts as of the block (those read by key). */
-  private enqueue(op: LedgerOp): Promise<{ receipt: OpReceipt; views?: Map<string, AccountView> }> {
+  private enqueue(op: LedgerOp): Promise<Done> {
     return new Promise((resolve, reject) => {
       this.queue.push({ op, at: performance.now(), resolve, reject })
       this.schedule()
@@ -167,11 +175,9 @@ export class Ledger {
     try {
       await this.checkSignature(record)
       this.checkHomedHere(record)
-      const { receipt, views } = await this.enqueue({ op: 'transfer', record })
-      const at = Date.parse(receipt.ts)
-      const [from, to] = await Promise.all(
-        [record.member, record.to].map((did) => views?.get(did) ?? this.account(did, at)),
-      )
+      const { receipt, views, at } = await this.enqueue({ op: 'transfer', record })
+      const from = views?.get(record.member) ?? (await this.account(record.member, at))
+      const to = views?.get(record.to) ?? (await this.account(record.to, at))
       return { ...receipt, from: from!, to: to! }
     } catch (err) {
       outcome = (err as { code?: string }).code ?? 'error'
@@ -326,7 +332,7 @@ export class Ledger {
     }
   }
 
-  private view(a: AccountState, at: number): AccountView {
+  private view(a: AccountState, at: number, iso = new Date(at).toISOString()): AccountView {
     const v = accountAt(this.c.setup.params, a, at)
     return {
       did: v.did,
@@ -341,7 +347,7 @@ export class Ledger {
       received: v.received,
       sent: v.sent,
       burned: v.burned,
-      at: new Date(at).toISOString(),
+      at: iso,
     }
   }
 
@@ -356,7 +362,8 @@ export class Ledger {
       this.c.sql,
       dids.filter((d) => !later.has(d)),
     )
-    return new Map([...rows].map(([did, a]) => [did, this.view(a, at)]))
+    const iso = new Date(at).toISOString()
+    return new Map([...rows].map(([did, a]) => [did, this.view(a, at, iso)]))
   }
 
   private async pump(): Promise<void> {
@@ -404,15 +411,15 @@ export class Ledger {
         ts,
       )
       const iso = new Date(ts).toISOString()
+      const cid = written.cid.toString()
+      const now = performance.now()
+      const applied = new Map<string, number>()
       for (const [index, p] of accepted.entries()) {
         const o = outcomes[index]
-        this.c.metrics?.opSeconds.observe({ op: p.op.op }, (performance.now() - p.at) / 1000)
+        this.c.metrics?.opSeconds.observe({ op: p.op.op }, (now - p.at) / 1000)
         if (o && o.outcome === 'applied') {
-          this.c.metrics?.ops.inc({ op: p.op.op, outcome: 'applied' })
-          p.resolve({
-            receipt: { cid: written.cid.toString(), chain: this.chain, seq: written.seq, index, ts: iso },
-            views,
-          })
+          applied.set(p.op.op, (applied.get(p.op.op) ?? 0) + 1)
+          p.resolve({ receipt: { cid, chain: this.chain, seq: written.seq, index, ts: iso }, at: ts, views })
         } else {
           // Cannot happen: the fold runs the rules just run. Say so loudly rather than pretend.
           this.c.logger?.error(
@@ -422,6 +429,7 @@ export class Ledger {
           p.reject(new IcnError(o?.code ?? 'INTERNAL', o?.reason ?? 'the operation was not folded'))
         }
       }
+      for (const [op, n] of applied) this.c.metrics?.ops.inc({ op, outcome: 'applied' }, n)
       accepted = []
     } catch (err) {
       for (const p of accepted) p.reject(err)

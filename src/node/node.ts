@@ -420,9 +420,19 @@ export class IcnNode {
   private readonly ledgerFolded: LedgerFoldListener = (e) => {
     const m = ledgerMetrics(this.metrics.registry)
     const at = performance.timeOrigin + performance.now()
+    const counts = new Map<string, { op: string; outcome: string; n: number }>()
+    for (const { op, code } of e.ops) {
+      const outcome = code ?? 'applied'
+      const key = `${op.op} ${outcome}`
+      const c = counts.get(key)
+      if (c) c.n++
+      else counts.set(key, { op: op.op, outcome, n: 1 })
+    }
+    for (const c of counts.values()) m.folded.inc({ op: c.op, outcome: c.outcome }, c.n)
+    // The events are built only for someone to read them (/v1/events streams, tests).
+    if (!this.events.listening) return
     for (const { idx, op, code } of e.ops) {
       const outcome = code ?? 'applied'
-      m.folded.inc({ op: op.op, outcome })
       const base = { cid: e.cid, chain: e.chain, seq: e.seq, index: idx, outcome, ts: e.ts, at }
       if (op.op === 'transfer')
         this.events.publish({
