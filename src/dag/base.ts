@@ -47,7 +47,19 @@ export function statsFromRow(r: Record<string, unknown>): StoreStats {
 function committed(v: ValidatedBlock, status: 'stored' | 'equivocation'): CommittedBlock {
   if (v.kind === 'raw') return { cid: v.cid, bytes: v.bytes, status, kind: 'raw' }
   const { chain, seq, author, type } = v.block
-  return { cid: v.cid, bytes: v.bytes, status, kind: 'signed', chain, seq, author, type, links: v.links }
+  const block = v.block
+  return {
+    cid: v.cid,
+    bytes: v.bytes,
+    status,
+    kind: 'signed',
+    chain,
+    seq,
+    author,
+    type,
+    links: v.links,
+    block,
+  }
 }
 
 /** `chainRange` rows (seq, cid, data ordered by seq) as blocks, up to the first gap or missing bytes. */

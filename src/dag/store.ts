@@ -38,6 +38,11 @@ export interface CommittedBlock {
   type?: string
   /** Signed blocks only: the CIDs it links (prev first). */
   links?: CID[]
+  /**
+   * Signed blocks only: the block as the store decoded it while validating it, so a listener that folds it need
+   * not decode its bytes again. Shared with every listener: read it, never change it.
+   */
+  block?: SignedBlock
 }
 
 /** What one successful `putMany` added, told to `onCommit` listeners after the transaction committed. */
