@@ -181,6 +181,7 @@ export class IcnNode {
     this.readiness.register('projections', () => this.state.status())
     this.readiness.register('api', () => ({ ready: this.status === 'running', detail: this.status }))
     this.store.onCommit((e) => {
+      if (!this.events.listening) return
       const at = performance.timeOrigin + performance.now()
       for (const b of e.blocks)
         this.events.publish({
