@@ -20,6 +20,7 @@ import {
   recordSignatureCheck,
   type SignedRecord,
   type TransferFields,
+  type VerifiedRecords,
 } from './records.js'
 import { type AccountKind, type AccountState, accountAt, applyOp, holdId, type LedgerOp } from './rules.js'
 import {
@@ -81,9 +82,11 @@ export interface LedgerComponents {
   sql: SqlAccess
   /**
    * Checks the member signatures of the records the node takes (the node's: batched onto its verifier's worker
-   * threads, remembering valid ones in the signature cache its fold consults). Default: verified on this thread.
+   * threads). Default: verified on this thread.
    */
   verifier?: CoalescingVerifier
+  /** Where the records whose signature verified are remembered, for the fold of the block that holds them. */
+  verified?: VerifiedRecords
   metrics?: LedgerMetrics
   logger?: Logger
   clock?: { now(): number }
@@ -261,6 +264,7 @@ export class Ledger {
     const v = this.c.verifier
     const result: CheckResult = v ? await v.check(recordSignatureCheck(record)) : checkRecordSignature(record)
     this.c.metrics?.signatureChecks.inc({ where: 'api', result })
+    if (result === 'verified') this.c.verified?.add(record)
     if (result === 'invalid')
       throw new RecordSignatureError(
         `the ${record.kind} record's signature does not verify for ${record.member}`,

@@ -2,9 +2,15 @@ import { Type } from 'typebox'
 import { chainWriter, decodeSignedBlock } from '../dag/block.js'
 import type { SqlQueries } from '../dag/sql-access.js'
 import type { Federation } from '../federation/index.js'
-import { type CheckResult, IcnError, type SignatureCache } from '../identity/index.js'
+import { type CheckResult, IcnError } from '../identity/index.js'
 import type { FoldContext, FoldOutcome, Projection } from '../state/projection.js'
-import { checkRecordSignature, SignedHold, type SignedRecord, SignedTransfer } from './records.js'
+import {
+  checkRecordSignature,
+  SignedHold,
+  type SignedRecord,
+  SignedTransfer,
+  type VerifiedRecords,
+} from './records.js'
 import {
   type AccountState,
   applyOp,
@@ -196,11 +202,11 @@ export function ledgerProjection(
     onFolded?: LedgerFoldListener
     onRejectedBlock?(code: string): void
     /**
-     * Signatures this process already verified (the node's, filled by its API): a member record found there is
-     * not verified again. The result is the same; only the home node's own records are found, and only while the
-     * process runs. Without it (`icn dag reindex`), every signature is verified.
+     * Member records this process already verified (the node's, filled by its API): one found there (the same
+     * fields and signature) is not verified again. The result is the same; only the home node's own records are
+     * found, and only while the process runs. Without it (`icn dag reindex`), every signature is verified.
      */
-    signatures?: SignatureCache
+    verified?: VerifiedRecords
     /** Told, per folded block, how its member signatures were checked. */
     onSignatureChecks?(counts: Record<CheckResult, number>): void
   } = {},
@@ -260,7 +266,7 @@ export function ledgerProjection(
       const rows: FoldedRows = { entries: [], nonces: [], holds: [], ops: [] }
       const checks: Record<CheckResult, number> = { verified: 0, cached: 0, invalid: 0 }
       const signatureValid = (record: SignedRecord): boolean => {
-        const result = checkRecordSignature(record, hooks.signatures)
+        const result = checkRecordSignature(record, hooks.verified)
         checks[result]++
         return result !== 'invalid'
       }

@@ -55,7 +55,6 @@ export {
   readKeystoreDid,
 } from './keystore.js'
 export { PASSPHRASE_ENV, type ResolvePassphraseOptions, resolvePassphrase } from './passphrase.js'
-export { SIGNATURE_CACHE_SIZE, SignatureCache } from './signature-cache.js'
 export {
   type CheckResult,
   CoalescingVerifier,

@@ -2,7 +2,6 @@ import { availableParallelism } from 'node:os'
 import { Worker } from 'node:worker_threads'
 import { IcnError } from './errors.js'
 import { verifyEd25519 } from './keys.js'
-import type { SignatureCache } from './signature-cache.js'
 
 /** A signature worker died or the verifier was closed with checks pending; nothing was decided. Retry. */
 export class VerifierUnavailableError extends IcnError {
@@ -220,25 +219,25 @@ export class WorkerVerifier implements SignatureVerifier {
 }
 
 export interface CoalescingVerifierOptions {
-  /** Valid checks are remembered here (see SignatureCache), for later checks of the same bytes (the fold's). */
-  cache?: SignatureCache
   /** Passed to `verifyMany` (default 1: every batch goes to the workers). */
   inlineBelow?: number
 }
 
-/** How a check was answered: a verify that passed, a cache hit, or a verify that failed. */
+/**
+ * How a check was answered: a verify that passed, a verify that failed, or (for callers that remember what they
+ * verified, like the ledger's fold) an answer remembered from an earlier verify of the same thing.
+ */
 export type CheckResult = 'verified' | 'cached' | 'invalid'
 
 /**
  * One signature at a time for the caller, many at a time for the verifier: checks asked for during one turn of
  * the event loop go to `verifier.verifyMany` together on the next (`setImmediate`), so a burst of API requests
  * becomes one batch on the worker threads instead of one verify each on the main thread. The answer is the
- * verifier's (the same `node:crypto` verify wherever it runs), and each valid check is remembered in `cache`. If
- * the workers fail (VerifierUnavailableError), the batch is verified on this thread instead: same answer, no
- * error for the caller.
+ * verifier's (the same `node:crypto` verify wherever it runs). If the workers fail (VerifierUnavailableError),
+ * the batch is verified on this thread instead: same answer, no error for the caller.
  */
 export class CoalescingVerifier {
-  private pending: { check: SignatureCheck; resolve(result: CheckResult): void }[] = []
+  private pending: { check: SignatureCheck; resolve(result: 'verified' | 'invalid'): void }[] = []
   private scheduled = false
   private readonly inline = new InlineVerifier()
 
@@ -247,11 +246,8 @@ export class CoalescingVerifier {
     private readonly opts: CoalescingVerifierOptions = {},
   ) {}
 
-  /**
-   * Whether the check verifies. It is verified (the cache is not asked first: the API sees each record once, and
-   * a replayed one is refused for its nonce anyway); a valid one is then remembered in the cache.
-   */
-  check(check: SignatureCheck): Promise<CheckResult> {
+  /** Whether the check verifies. */
+  check(check: SignatureCheck): Promise<'verified' | 'invalid'> {
     return new Promise((resolve) => {
       this.pending.push({ check, resolve })
       if (this.scheduled) return
@@ -273,9 +269,6 @@ export class CoalescingVerifier {
     } catch {
       ok = await this.inline.verifyMany(checks)
     }
-    for (const [i, p] of batch.entries()) {
-      if (ok[i] === true) this.opts.cache?.add(p.check)
-      p.resolve(ok[i] === true ? 'verified' : 'invalid')
-    }
+    for (const [i, p] of batch.entries()) p.resolve(ok[i] === true ? 'verified' : 'invalid')
   }
 }

@@ -18,15 +18,10 @@ import {
   type LedgerFoldListener,
   ledgerMetrics,
   ledgerSetup,
+  VerifiedRecords,
 } from '../economics/index.js'
 import { type Federation, federationSummary, readGenesisFile } from '../federation/index.js'
-import {
-  CoalescingVerifier,
-  IcnError,
-  SignatureCache,
-  type Signer,
-  WorkerVerifier,
-} from '../identity/index.js'
+import { CoalescingVerifier, IcnError, type Signer, WorkerVerifier } from '../identity/index.js'
 import { networkHandlers } from '../network/api.js'
 import { type Clock, type IcnTransport, Network, readPskFile, systemClock } from '../network/index.js'
 import {
@@ -116,10 +111,10 @@ export class IcnNode {
   /** Signature checks of incoming blocks run on worker threads, beside decoding and storing. */
   readonly verifier = new WorkerVerifier()
   /**
-   * Signatures this process verified (SignatureCache): filled by the ledger's API checks, consulted by the
+   * Member records this process verified (VerifiedRecords): filled by the ledger's API checks, consulted by the
    * ledger's fold, so the home node verifies each member record once, not twice. Never shared with other nodes.
    */
-  readonly signatures = new SignatureCache()
+  readonly verifiedRecords = new VerifiedRecords()
   /** Wall-clock start of this process's node (for uptime; not domain time, so not from the injected clock). */
   readonly startedAt = new Date()
   /** The node's clock (NodeModules.clock, else the system's). */
@@ -249,7 +244,7 @@ export class IcnNode {
         federation,
         onLedgerFolded: this.ledgerFolded,
         onLedgerBlockRejected: (code) => ledgerMetrics(this.metrics.registry).blocksRejected.inc({ code }),
-        signatures: this.signatures,
+        verifiedRecords: this.verifiedRecords,
         onLedgerSignatureChecks: (counts) => {
           const m = ledgerMetrics(this.metrics.registry).signatureChecks
           for (const [result, n] of Object.entries(counts)) if (n > 0) m.inc({ where: 'fold', result }, n)
@@ -406,7 +401,8 @@ export class IcnNode {
       ),
       state: this.state,
       sql: this.store.sql(),
-      verifier: new CoalescingVerifier(this.verifier, { cache: this.signatures }),
+      verifier: new CoalescingVerifier(this.verifier),
+      verified: this.verifiedRecords,
       metrics: ledgerMetrics(this.metrics.registry),
       logger: log,
       clock: this.clock,

@@ -30,9 +30,10 @@ import {
   type SignedRecord,
   signRecord,
   type TransferFields,
+  type VerifiedRecords,
 } from '../../src/economics/index.js'
 import { createGenesis, type Federation, type FederationParameters } from '../../src/federation/index.js'
-import { type CheckResult, type SignatureCache, Signer } from '../../src/identity/index.js'
+import { type CheckResult, Signer } from '../../src/identity/index.js'
 import { type Projection, ProjectionRunner } from '../../src/state/index.js'
 import { ManualClock } from './manual-clock.js'
 
@@ -114,8 +115,8 @@ export class LedgerNode {
     readonly options: {
       batchBlocks?: number
       projection?: (p: Projection) => Projection
-      /** Handed to the ledger projection: signatures this "process" already verified, and the checks' counts. */
-      signatures?: SignatureCache
+      /** Handed to the ledger projection: records this "process" already verified, and the checks' counts. */
+      verified?: VerifiedRecords
       onSignatureChecks?: (counts: Record<CheckResult, number>) => void
     } = {},
   ) {}
@@ -147,7 +148,7 @@ export class LedgerNode {
       { store, clock: this.clock, did: this.did },
     )
     const p = ledgerProjection(this.world.setup, {
-      signatures: this.options.signatures,
+      verified: this.options.verified,
       onSignatureChecks: this.options.onSignatureChecks,
     })
     runner.register(this.options.projection ? this.options.projection(p) : p)
