@@ -283,54 +283,63 @@ function transferRequest(url: URL, body: string): Buffer {
 }
 
 /**
- * `bodies` through the API, `clients` requests in flight, each client on a kept-alive connection of its own;
- * each answer must be a 201 with a receipt (its JSON parsed).
+ * `requests` through the API over `connections` (one request in flight on each); each answer must be a 201 with a
+ * receipt (its JSON parsed). Resolves with the time it took, in ms.
  */
-async function post(apiUrl: string, bodies: string[], clients: number): Promise<number> {
-  const url = new URL('/v1/ledger/transfers', apiUrl)
-  const requests = bodies.map((b) => transferRequest(url, b))
-  const connections = Array.from({ length: clients }, () => new Connection(url))
+async function post(connections: Connection[], requests: Buffer[]): Promise<number> {
   let next = 0
   const t0 = performance.now()
-  try {
-    await Promise.all(
-      connections.map(async (c) => {
-        while (next < requests.length) {
-          const answer = await c.send(requests[next++]!)
-          if (answer.status !== 201)
-            throw new Error(`POST /v1/ledger/transfers: HTTP ${answer.status} ${answer.body.slice(0, 300)}`)
-          if (typeof (JSON.parse(answer.body) as { cid?: unknown }).cid !== 'string')
-            throw new Error(`POST /v1/ledger/transfers: no receipt in ${answer.body.slice(0, 300)}`)
-        }
-      }),
-    )
-  } finally {
-    for (const c of connections) c.close()
-  }
+  await Promise.all(
+    connections.map(async (c) => {
+      while (next < requests.length) {
+        const answer = await c.send(requests[next++]!)
+        if (answer.status !== 201)
+          throw new Error(`POST /v1/ledger/transfers: HTTP ${answer.status} ${answer.body.slice(0, 300)}`)
+        if (typeof (JSON.parse(answer.body) as { cid?: unknown }).cid !== 'string')
+          throw new Error(`POST /v1/ledger/transfers: no receipt in ${answer.body.slice(0, 300)}`)
+      }
+    }),
+  )
   return performance.now() - t0
 }
 
 /**
- * The clients run on a worker thread of their own, so the node's thread does only the node's work (HTTP
- * clients in the node's own event loop would cost it about as much CPU as the server side of each request).
+ * The clients, on a worker thread of their own, so the node's thread does only the node's work (HTTP clients in
+ * the node's own event loop would cost it about as much CPU as the server side of each request). One worker and
+ * one set of connections serve the warm-up and the measured run, so the warm-up warms the clients too (a fresh
+ * worker's code starts out interpreted, and its connections new).
  */
-async function drive(apiUrl: string, items: Signed[], clients: number, onStart?: () => void): Promise<Rate> {
-  const worker = new Worker(new URL(import.meta.url), {
-    workerData: { apiUrl, bodies: items.map((i) => i.body), clients },
-  })
-  const ms = await new Promise<number>((resolve, reject) => {
-    worker.on('message', (m: { ready?: true; ms?: number; error?: string }) => {
-      // The worker has loaded (this bundle, on its own thread): the measured part starts now.
-      if (m.ready) {
-        onStart?.()
-        worker.postMessage('go')
-      } else if (m.error === undefined) resolve(m.ms!)
-      else reject(new Error(m.error))
+class Clients {
+  private constructor(private readonly worker: Worker) {}
+
+  static start(apiUrl: string, clients: number): Clients {
+    return new Clients(new Worker(new URL(import.meta.url), { workerData: { apiUrl, clients } }))
+  }
+
+  /** Post `items`; `onStart` is called just before the first request goes (the requests are built by then). */
+  run(items: Signed[], onStart?: () => void): Promise<Rate> {
+    const worker = this.worker
+    return new Promise<Rate>((resolve, reject) => {
+      const onMessage = (m: { ready?: true; ms?: number; error?: string }) => {
+        if (m.ready) {
+          onStart?.()
+          worker.postMessage('go')
+          return
+        }
+        worker.off('message', onMessage)
+        worker.off('error', reject)
+        if (m.error === undefined) resolve(rate(items.length, m.ms!))
+        else reject(new Error(m.error))
+      }
+      worker.on('message', onMessage)
+      worker.once('error', reject)
+      worker.postMessage({ bodies: items.map((i) => i.body) })
     })
-    worker.once('error', reject)
-  })
-  await worker.terminate()
-  return rate(items.length, ms)
+  }
+
+  async close(): Promise<void> {
+    await this.worker.terminate()
+  }
 }
 
 interface NodeFigures {
@@ -414,19 +423,21 @@ async function nodeBench(kind: 'sqlite' | 'postgres'): Promise<NodeFigures | { s
     },
     { signer: nodeSigner, apiKey: 'bench-ledger-api-key-0123456789', logger: silentLogger() },
   )
+  let clients: Clients | undefined
   try {
     await node.start()
     log(`  signing ${WARMUP + TRANSFERS} transfers of ${MEMBERS} members ...`)
     const warm = signTransfers(federation.id, members, WARMUP, 'w')
     const items = signTransfers(federation.id, members, TRANSFERS, 'm')
     log(`  warm-up: ${WARMUP} transfers ...`)
-    await drive(node.apiUrl, warm, CLIENTS)
+    clients = Clients.start(node.apiUrl, CLIENTS)
+    await clients.run(warm)
     const verifyRate = verifyBaseline(items)
     log(`  bare Ed25519 verify: ${verifyRate.perSecond.toFixed(0)}/s`)
     let cpu0 = cpuTimes()
     let elu0 = performance.eventLoopUtilization()
     const transfers = await profiled(`transfers-${kind}`, () =>
-      drive(node.apiUrl, items, CLIENTS, () => {
+      clients!.run(items, () => {
         cpu0 = cpuTimes()
         elu0 = performance.eventLoopUtilization()
       }),
@@ -473,6 +484,7 @@ async function nodeBench(kind: 'sqlite' | 'postgres'): Promise<NodeFigures | { s
       reindexOverIngest: reindex.perSecond / ingest.perSecond,
     }
   } finally {
+    await clients?.close()
     await node.stop()
     await database?.drop()
     await rm(dir, { recursive: true, force: true })
@@ -750,12 +762,19 @@ if (isMainThread)
     },
   )
 else {
-  const { apiUrl, bodies, clients } = workerData as { apiUrl: string; bodies: string[]; clients: number }
-  parentPort!.once('message', () =>
-    post(apiUrl, bodies, clients).then(
+  const { apiUrl, clients } = workerData as { apiUrl: string; clients: number }
+  const url = new URL('/v1/ledger/transfers', apiUrl)
+  const connections = Array.from({ length: clients }, () => new Connection(url))
+  let requests: Buffer[] = []
+  parentPort!.on('message', (m: { bodies: string[] } | 'go') => {
+    if (m !== 'go') {
+      requests = m.bodies.map((b) => transferRequest(url, b))
+      parentPort!.postMessage({ ready: true })
+      return
+    }
+    post(connections, requests).then(
       (ms) => parentPort!.postMessage({ ms }),
       (err: unknown) => parentPort!.postMessage({ error: String((err as Error).message ?? err) }),
-    ),
-  )
-  parentPort!.postMessage({ ready: true })
+    )
+  })
 }
