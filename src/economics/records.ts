@@ -166,11 +166,12 @@ export class VerifiedRecords {
     const key = sigKey(record)
     const known = key === undefined ? undefined : this.#entries.get(key)
     if (!known) return false
+    const fields = record as unknown as Record<string, unknown>
     let n = 0
-    for (const [name, value] of Object.entries(record)) {
+    for (const name of Object.keys(fields)) {
       if (name === 'sig') continue
       n++
-      if (!Object.hasOwn(known, name) || !Object.is(known[name], value)) return false
+      if (!Object.hasOwn(known, name) || !Object.is(known[name], fields[name])) return false
     }
     return n === Object.keys(known).length
   }
@@ -185,7 +186,9 @@ function sigKey(record: SignedRecord): string | undefined {
 /** The record's fields but its signature, if all are strings or numbers (any other value is never remembered). */
 function snapshot(record: SignedRecord): Record<string, string | number> | undefined {
   const out: Record<string, string | number> = {}
-  for (const [name, value] of Object.entries(record)) {
+  const fields = record as unknown as Record<string, unknown>
+  for (const name of Object.keys(fields)) {
+    const value = fields[name]
     if (name === 'sig') continue
     if (typeof value !== 'string' && typeof value !== 'number') return undefined
     out[name] = value
