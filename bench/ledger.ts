@@ -41,7 +41,7 @@ import { silentLogger } from '../src/observability/index.js'
 const { values: args } = parseArgs({
   options: {
     transfers: { type: 'string', default: '5000' },
-    warmup: { type: 'string', default: '1000' },
+    warmup: { type: 'string', default: '5000' },
     clients: { type: 'string', default: '64' },
     members: { type: 'string', default: '200' },
     nodes: { type: 'string', default: '10' },
