@@ -133,7 +133,7 @@ export const VERIFIED_RECORDS_SIZE = 32_768
  * `Object.is`): a forged record with the same body and another signature, or with the remembered signature and
  * another amount, nonce or anything else, misses and is verified (and refused). Holds valid records only, with
  * fields of strings and numbers only; per process, never persisted or shared: another node, or this one after a
- * restart or in a reindex, verifies everything. Bounded: past `max` records the oldest is dropped.
+ * restart or in `icn dag reindex`, verifies everything. Bounded: past `max` records the oldest is dropped.
  */
 export class VerifiedRecords {
   readonly max: number
@@ -146,6 +146,11 @@ export class VerifiedRecords {
   /** Records held. */
   get size(): number {
     return this.#entries.size
+  }
+
+  /** Forget every record (what is checked next is verified). */
+  clear(): void {
+    this.#entries.clear()
   }
 
   /** Remember a record whose signature verified. Call it only after a verify answered true for it. */

@@ -94,4 +94,13 @@ describe('VerifiedRecords', () => {
     expect(v.size).toBe(3)
     expect(records.map((r) => v.has(r))).toEqual([false, false, true, true, true])
   })
+
+  it('forgets everything on clear()', () => {
+    const v = new VerifiedRecords()
+    const r = transfer()
+    v.add(r)
+    v.clear()
+    expect(v.size).toBe(0)
+    expect(v.has(r)).toBe(false)
+  })
 })
