@@ -84,12 +84,40 @@ export function createSignedBlock(
   checkShape(unsigned)
   // The body sits at level 2 of the block: check it (without recursion) before the recursive encoder sees it.
   checkValueLimits(unsigned.body, MAX_BLOCK_DEPTH - 1, 'block body')
-  const sig = signer.signWithDomain(blockTag(unsigned.type), dagCbor.encode(unsigned))
+  const encoded = dagCbor.encode(unsigned)
+  const sig = signer.signWithDomain(blockTag(unsigned.type), encoded)
   const block: SignedBlock = { ...unsigned, sig }
-  const bytes = dagCbor.encode(block)
+  const bytes = withSignature(encoded, block, sig)
   if (bytes.length > MAX_BLOCK_BYTES) throw new BlockTooLargeError(bytes.length, MAX_BLOCK_BYTES)
-  return { cid: cidFor(DAG_CBOR, bytes), bytes, block }
+  const cid = cidFor(DAG_CBOR, bytes)
+  signedHere.set(bytes, cid.multihash.digest)
+  return { cid, bytes, block }
 }
+
+/**
+ * The signed block's canonical encoding from the unsigned one, without encoding the record again: the inverse of
+ * `signedMessageOf`. Canonical DAG-CBOR orders keys by length, then bytewise (v, ts, seq, sig, body, prev, type,
+ * chain, author), so the signed map is the unsigned one with a 9-entry header and the sig entry inserted after
+ * the v/ts/seq entries. (A test checks it against `dagCbor.encode` of the signed block.)
+ */
+function withSignature(unsigned: Uint8Array, block: UnsignedBlock, sig: Uint8Array): Uint8Array {
+  const at = dagCbor.encode({ v: block.v, ts: block.ts, seq: block.seq }).length
+  const out = new Uint8Array(unsigned.length + SIG_ENTRY_BYTES)
+  out[0] = 0xa9
+  out.set(unsigned.subarray(1, at), 1)
+  out.set(SIG_ENTRY_HEAD, at)
+  out.set(sig, at + SIG_ENTRY_HEAD.length)
+  out.set(unsigned.subarray(at), at + SIG_ENTRY_BYTES)
+  return out
+}
+
+/**
+ * The bytes of every block this process signed (`createSignedBlock`) and their SHA-256, held while the bytes
+ * live. The store's validation of such a block (the ledger's or the node's chain writer putting what it just
+ * signed) skips the signature verify: the signature is this process's own over these very bytes, unchanged
+ * (their digest is compared). Every other check still runs, and every other node verifies everything.
+ */
+const signedHere = new WeakMap<Uint8Array, Uint8Array>()
 
 /** A raw chunk block. */
 export function createRawBlock(bytes: Uint8Array): Block {
@@ -100,8 +128,21 @@ export function createRawBlock(bytes: Uint8Array): Block {
 /** A block that passed every check but its signature, with the signature check still to run. */
 export interface PrevalidatedBlock {
   validated: ValidatedBlock
-  /** Present for signed blocks: the exact bytes the author signed (domain tag included). */
+  /**
+   * Present for signed blocks: the exact bytes the author signed (domain tag included). Absent for a block this
+   * process signed itself when the caller allowed that (`signedHere`).
+   */
   signature?: SignatureCheck
+  /** A signed block whose signature this process made itself over these bytes (not verified again). */
+  signedHere?: true
+}
+
+export interface PrevalidateOptions {
+  /**
+   * Skip the signature of a block whose bytes `createSignedBlock` produced in this process and that are unchanged
+   * (the store, for what the node's chain writers put). Default false: everything is verified.
+   */
+  signedHere?: boolean
 }
 
 /**
@@ -119,7 +160,11 @@ export function validateBlock(cid: CID, bytes: Uint8Array): ValidatedBlock {
  * `validateBlock` without the signature verify, which the caller runs (in batches, possibly on worker threads)
  * and must not skip: the store calls this, then a SignatureVerifier, then `signatureError` for any failure.
  */
-export function prevalidateBlock(cid: CID, bytes: Uint8Array): PrevalidatedBlock {
+export function prevalidateBlock(
+  cid: CID,
+  bytes: Uint8Array,
+  options: PrevalidateOptions = {},
+): PrevalidatedBlock {
   if (bytes.length > MAX_BLOCK_BYTES) throw new BlockTooLargeError(bytes.length, MAX_BLOCK_BYTES)
   if (cid.version !== 1 || cid.multihash.code !== SHA2_256 || cid.multihash.size !== 32)
     throw new InvalidCidError(`unsupported CID ${cid}`)
@@ -139,12 +184,18 @@ export function prevalidateBlock(cid: CID, bytes: Uint8Array): PrevalidatedBlock
     throw new MalformedBlockError(`not valid DAG-CBOR: ${(err as Error).message}`)
   }
   const block = checkShape(decoded, true) as SignedBlock
+  const links = collectLinks(block)
+  if (options.signedHere === true) {
+    const own = signedHere.get(bytes)
+    if (own && Buffer.compare(own, digest) === 0)
+      return { validated: { kind: 'signed', cid, bytes, block, links }, signedHere: true }
+  }
   const signature: SignatureCheck = {
     publicKey: authorKey(block.author),
     message: signedMessageOf(bytes, block),
     signature: block.sig,
   }
-  return { validated: { kind: 'signed', cid, bytes, block, links: collectLinks(block) }, signature }
+  return { validated: { kind: 'signed', cid, bytes, block, links }, signature }
 }
 
 /** The error for a block whose signature did not verify. */
@@ -154,6 +205,8 @@ export function signatureError(b: ValidatedBlock): InvalidSignatureError {
 
 /** Bytes of the sig entry: `"sig"` as a CBOR text string (4), a 64-byte byte string's header (2), the 64 bytes. */
 const SIG_ENTRY_BYTES = 4 + 2 + 64
+/** The sig entry before its 64 bytes: text(3) "sig", bytes(64). */
+const SIG_ENTRY_HEAD = Uint8Array.from([0x63, 0x73, 0x69, 0x67, 0x58, 0x40])
 
 /**
  * The bytes the author signed (domain tag included), cut out of the block's own bytes instead of encoding the

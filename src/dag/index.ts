@@ -64,7 +64,7 @@ export type { PostgresStoreOptions } from './postgres.js'
 export { describePgUrl, isConnectionError } from './postgres-sql.js'
 export type { SqlAccess, SqlQueries, SqlRow } from './sql-access.js'
 export { SqliteBlockStore, type SqliteStoreOptions } from './sqlite.js'
-export { toSqlitePlaceholders } from './sqlite-access.js'
+export { sqliteStatement, toSqlitePlaceholders } from './sqlite-access.js'
 export type * from './store.js'
 export {
   CHUNK_BYTES,

@@ -139,10 +139,14 @@ export function checkValueLimits(
   what = 'value',
   maxNodes = 64 * 1024 * 1024,
 ): void {
-  const stack: { v: unknown; depth: number }[] = [{ v: value, depth: 0 }]
+  // Two parallel stacks (value, depth) rather than one of {v, depth} objects: this runs on every block body the
+  // node writes and every JSON body it takes, so it allocates as little as it can.
+  const values: unknown[] = [value]
+  const depths: number[] = [0]
   let nodes = 0
-  while (stack.length > 0) {
-    const { v, depth } = stack.pop()!
+  while (values.length > 0) {
+    const v = values.pop()
+    const depth = depths.pop()!
     if (++nodes > maxNodes) throw new MalformedBlockError(`${what} has more than ${maxNodes} elements`)
     if (typeof v === 'string') {
       if (!isWellFormed(v)) throw new InvalidUnicodeError(`${what} holds a string with a lone surrogate`)
@@ -156,12 +160,17 @@ export function checkValueLimits(
     if (v === null || typeof v !== 'object' || v instanceof Uint8Array || CID.asCID(v)) continue
     if (depth + 1 > maxDepth) throw new ValueTooDeepError(what, maxDepth)
     if (Array.isArray(v)) {
-      for (let i = v.length - 1; i >= 0; i--) stack.push({ v: v[i], depth: depth + 1 })
+      for (let i = v.length - 1; i >= 0; i--) {
+        values.push(v[i])
+        depths.push(depth + 1)
+      }
       continue
     }
-    for (const [k, child] of Object.entries(v)) {
+    const map = v as Record<string, unknown>
+    for (const k of Object.keys(map)) {
       if (!isWellFormed(k)) throw new InvalidUnicodeError(`${what} holds a map key with a lone surrogate`)
-      stack.push({ v: child, depth: depth + 1 })
+      values.push(map[k])
+      depths.push(depth + 1)
     }
   }
 }

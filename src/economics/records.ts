@@ -1,7 +1,15 @@
 import * as dagCbor from '@ipld/dag-cbor'
 import { type Static, Type } from 'typebox'
 import { Compile } from 'typebox/compile'
-import { isDid, memberTag, type Signer, verifyWithDomain } from '../identity/index.js'
+import {
+  domainBytes,
+  isDid,
+  memberTag,
+  publicKeyFromDid,
+  type SignatureCheck,
+  type Signer,
+  verifyEd25519,
+} from '../identity/index.js'
 import { MalformedRecordError, RecordSignatureError } from './errors.js'
 
 /**
@@ -102,9 +110,114 @@ export function checkShape(record: unknown): asserts record is SignedRecord {
   if (!isDid(r.member)) throw new MalformedRecordError(`record member ${r.member} is not an Ed25519 did:key`)
 }
 
-/** Whether the record's signature verifies under its member's key and its kind's domain tag. */
-export function signatureValid(record: SignedRecord): boolean {
-  return verifyWithDomain(record.member, memberTag(record.kind), signedBytes(fieldsOf(record)), record.sig)
+/** The Ed25519 check of a record: its member's key, the bytes it signed (domain tag included), its signature. */
+export function recordSignatureCheck(record: SignedRecord): SignatureCheck {
+  return {
+    publicKey: publicKeyFromDid(record.member),
+    message: domainBytes(memberTag(record.kind), signedBytes(fieldsOf(record))),
+    signature: record.sig,
+  }
+}
+
+/** Records `VerifiedRecords` keeps by default: a few seconds of a busy home node's transfers, a few MiB. */
+export const VERIFIED_RECORDS_SIZE = 32_768
+
+/**
+ * Member records whose signature this process verified, remembered so that checking the same record again in
+ * this process (the home node's fold of its own block, after its API checked the record) costs a lookup instead
+ * of encoding the record and verifying. Verification is a pure function of the member's key, the signed bytes and
+ * the signature; the key is named by the `member` field and the signed bytes are the canonical DAG-CBOR of the
+ * fields, so a record with exactly the same fields and signature verifies exactly as the remembered one did: a hit
+ * changes what the check costs, never its result.
+ *
+ * Kept by signature; a hit needs every field equal (the same field names; strings and integers compared with
+ * `Object.is`): a forged record with the same body and another signature, or with the remembered signature and
+ * another amount, nonce or anything else, misses and is verified (and refused). Holds valid records only, with
+ * fields of strings and numbers only; per process, never persisted or shared: another node, or this one after a
+ * restart or in `icn dag reindex`, verifies everything. Bounded: past `max` records the oldest is dropped.
+ */
+export class VerifiedRecords {
+  readonly max: number
+  readonly #entries = new Map<string, Readonly<Record<string, string | number>>>()
+
+  constructor(max = VERIFIED_RECORDS_SIZE) {
+    this.max = Math.max(1, max)
+  }
+
+  /** Records held. */
+  get size(): number {
+    return this.#entries.size
+  }
+
+  /** Forget every record (what is checked next is verified). */
+  clear(): void {
+    this.#entries.clear()
+  }
+
+  /** Remember a record whose signature verified. Call it only after a verify answered true for it. */
+  add(record: SignedRecord): void {
+    const key = sigKey(record)
+    const fields = key === undefined ? undefined : snapshot(record)
+    if (key === undefined || fields === undefined) return
+    this.#entries.delete(key)
+    this.#entries.set(key, fields)
+    if (this.#entries.size > this.max) {
+      const oldest = this.#entries.keys().next()
+      if (oldest.done !== true) this.#entries.delete(oldest.value)
+    }
+  }
+
+  /** Whether a record with this signature and exactly these fields was remembered as verified. */
+  has(record: SignedRecord): boolean {
+    const key = sigKey(record)
+    const known = key === undefined ? undefined : this.#entries.get(key)
+    if (!known) return false
+    const fields = record as unknown as Record<string, unknown>
+    let n = 0
+    for (const name of Object.keys(fields)) {
+      if (name === 'sig') continue
+      n++
+      if (!Object.hasOwn(known, name) || !Object.is(known[name], fields[name])) return false
+    }
+    return n === Object.keys(known).length
+  }
+}
+
+function sigKey(record: SignedRecord): string | undefined {
+  const sig = record.sig
+  if (!(sig instanceof Uint8Array) || sig.length !== 64) return undefined
+  return Buffer.from(sig.buffer, sig.byteOffset, sig.byteLength).toString('latin1')
+}
+
+/** The record's fields but its signature, if all are strings or numbers (any other value is never remembered). */
+function snapshot(record: SignedRecord): Record<string, string | number> | undefined {
+  const out: Record<string, string | number> = {}
+  const fields = record as unknown as Record<string, unknown>
+  for (const name of Object.keys(fields)) {
+    const value = fields[name]
+    if (name === 'sig') continue
+    if (typeof value !== 'string' && typeof value !== 'number') return undefined
+    out[name] = value
+  }
+  return Object.freeze(out)
+}
+
+/**
+ * Whether the record's signature verifies under its member's key and its kind's domain tag. With `verified`, a
+ * record this process already verified (the same fields and signature) is answered from it: the same answer.
+ */
+export function signatureValid(record: SignedRecord, verified?: VerifiedRecords): boolean {
+  return checkRecordSignature(record, verified) !== 'invalid'
+}
+
+/** `signatureValid`, telling whether the answer came from `verified` or from a verify. */
+export function checkRecordSignature(
+  record: SignedRecord,
+  verified?: VerifiedRecords,
+): 'verified' | 'cached' | 'invalid' {
+  if (verified?.has(record)) return 'cached'
+  const check = recordSignatureCheck(record)
+  return verifyEd25519(check.publicKey, check.message, check.signature) ? 'verified' : 'invalid'
 }
 
 /** Shape and signature; throws MalformedRecordError or RecordSignatureError. */

@@ -104,20 +104,37 @@ function placeholders(n: number, offset = 0): string {
   return Array.from({ length: n }, (_, i) => `$${offset + i + 1}`).join(', ')
 }
 
+/**
+ * SQL texts built from a head, a count and a tail, kept once built: the statements here come in a few sizes (see
+ * below), and building a 256-row VALUES list on every call cost more than running a small statement.
+ */
+const texts = new Map<string, string>()
+
+function memo(key: string, build: () => string): string {
+  let text = texts.get(key)
+  if (text === undefined) {
+    text = build()
+    // The keys are bounded (a few statements × a few sizes); the limit only guards against a caller that is not.
+    if (texts.size >= 1024) texts.clear()
+    texts.set(key, text)
+  }
+  return text
+}
+
 /** Largest IN list sent in one query. */
 const IN_CHUNK = 500
 
 /**
  * The backends keep prepared statements by SQL text (SQLite: the last 256), so the statements here come in a few
  * sizes rather than one per count of keys or rows: an IN list is padded to the next power of two (repeating its
- * last key), and rows are inserted in chunks of these sizes.
+ * last key), and rows are inserted in chunks of these sizes (powers of two: n rows take one statement per bit of n).
  */
 function paddedLength(n: number): number {
   let size = 1
   while (size < n) size *= 2
   return size
 }
-const INSERT_CHUNKS = [256, 64, 16, 4, 1]
+const INSERT_CHUNKS = [256, 128, 64, 32, 16, 8, 4, 2, 1]
 
 /** `sql(list, next)`: `list` the IN list's placeholders, `next` the placeholder of `extra[0]` (then the others). */
 async function selectIn(
@@ -131,7 +148,10 @@ async function selectIn(
     const part = keys.slice(i, i + IN_CHUNK)
     const size = Math.min(IN_CHUNK, paddedLength(part.length))
     while (part.length < size) part.push(part[part.length - 1]!)
-    out.push(...(await q.query(sql(placeholders(part.length), part.length + 1), [...part, ...extra])))
+    const text = memo(`in ${part.length} ${sql('', 0)}`, () =>
+      sql(placeholders(part.length), part.length + 1),
+    )
+    out.push(...(await q.query(text, [...part, ...extra])))
   }
   return out
 }
@@ -260,8 +280,11 @@ async function insertRows(
     const size = INSERT_CHUNKS.find((c) => c <= rows.length - i)!
     const part = rows.slice(i, i + size)
     i += size
-    const values = part.map((_, r) => `(${placeholders(columns, r * columns)})`).join(', ')
-    await q.query(`${head} VALUES ${values}${tail}`, part.flat())
+    const text = memo(`insert ${size} ${columns} ${head}${tail}`, () => {
+      const values = part.map((_, r) => `(${placeholders(columns, r * columns)})`).join(', ')
+      return `${head} VALUES ${values}${tail}`
+    })
+    await q.query(text, part.flat())
   }
 }
 

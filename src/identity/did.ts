@@ -12,6 +12,14 @@ const MAX_DID_LENGTH = 128
 
 const CODEC_PREFIX: Uint8Array = varint.encodeTo(ED25519_PUB_MULTICODEC, new Uint8Array(2))
 
+/**
+ * DIDs already parsed, with their keys (bounded: cleared when full). Every record names its member (and payee)
+ * by DID and the ledger checks each of them, so without this each request decoded and re-encoded base58 a few
+ * times. Only well-formed DIDs are kept; the answer for any DID is the same as a fresh parse.
+ */
+const parsedDids = new Map<string, Uint8Array>()
+const PARSED_DIDS_MAX = 10_000
+
 /** The `did:key` of an Ed25519 public key: `did:key:z6Mk…`. */
 export function didFromPublicKey(publicKey: Uint8Array): string {
   if (publicKey.length !== PUBLIC_KEY_LENGTH) {
@@ -33,6 +41,16 @@ export function didFromPublicKey(publicKey: Uint8Array): string {
  * prefix, canonical base58btc, multicodec `ed25519-pub` and a 32-byte key.
  */
 export function publicKeyFromDid(did: string): Uint8Array {
+  const known = typeof did === 'string' ? parsedDids.get(did) : undefined
+  // A copy: the caller may keep or change what it gets.
+  if (known) return known.slice()
+  const key = parsePublicKey(did)
+  if (parsedDids.size >= PARSED_DIDS_MAX) parsedDids.clear()
+  parsedDids.set(did, key)
+  return key.slice()
+}
+
+function parsePublicKey(did: string): Uint8Array {
   if (typeof did !== 'string') throw new InvalidDidError('a DID must be a string')
   if (did.length > MAX_DID_LENGTH) {
     throw new InvalidDidError(`DID is ${did.length} characters, longer than any Ed25519 did:key`, {
@@ -94,6 +112,7 @@ export function publicKeyFromDid(did: string): Uint8Array {
 /** Whether `value` is a well-formed Ed25519 `did:key`. */
 export function isDid(value: unknown): value is string {
   if (typeof value !== 'string') return false
+  if (parsedDids.has(value)) return true
   try {
     publicKeyFromDid(value)
     return true

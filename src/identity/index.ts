@@ -56,10 +56,14 @@ export {
 } from './keystore.js'
 export { PASSPHRASE_ENV, type ResolvePassphraseOptions, resolvePassphrase } from './passphrase.js'
 export {
+  type CheckResult,
+  CoalescingVerifier,
+  type CoalescingVerifierOptions,
   InlineVerifier,
   type SignatureCheck,
   type SignatureVerifier,
   VerifierUnavailableError,
+  type VerifyManyOptions,
   WorkerVerifier,
   type WorkerVerifierOptions,
 } from './verifier.js'

@@ -17,9 +17,10 @@ import {
   type LedgerFoldListener,
   ledgerMetrics,
   ledgerSetup,
+  VerifiedRecords,
 } from '../economics/index.js'
 import { type Federation, federationSummary, readGenesisFile } from '../federation/index.js'
-import { IcnError, type Signer, WorkerVerifier } from '../identity/index.js'
+import { CoalescingVerifier, IcnError, type Signer, WorkerVerifier } from '../identity/index.js'
 import { networkHandlers } from '../network/api.js'
 import { type Clock, type IcnTransport, Network, readPskFile, systemClock } from '../network/index.js'
 import {
@@ -110,6 +111,11 @@ export class IcnNode {
   ledger?: Ledger
   /** Signature checks of incoming blocks run on worker threads, beside decoding and storing. */
   readonly verifier = new WorkerVerifier()
+  /**
+   * Member records this process verified (VerifiedRecords): filled by the ledger's API checks, consulted by the
+   * ledger's fold, so the home node verifies each member record once, not twice. Never shared with other nodes.
+   */
+  readonly verifiedRecords = new VerifiedRecords()
   /** Wall-clock start of this process's node (for uptime; not domain time, so not from the injected clock). */
   readonly startedAt = new Date()
   /** The node's clock (NodeModules.clock, else the system's). */
@@ -174,6 +180,7 @@ export class IcnNode {
     this.readiness.register('projections', () => this.state.status())
     this.readiness.register('api', () => ({ ready: this.status === 'running', detail: this.status }))
     this.store.onCommit((e) => {
+      if (!this.events.listening) return
       const at = performance.timeOrigin + performance.now()
       for (const b of e.blocks)
         this.events.publish({
@@ -246,6 +253,11 @@ export class IcnNode {
         federation,
         onLedgerFolded: this.ledgerFolded,
         onLedgerBlockRejected: (code) => ledgerMetrics(this.metrics.registry).blocksRejected.inc({ code }),
+        verifiedRecords: this.verifiedRecords,
+        onLedgerSignatureChecks: (counts) => {
+          const m = ledgerMetrics(this.metrics.registry).signatureChecks
+          for (const [result, n] of Object.entries(counts)) if (n > 0) m.inc({ where: 'fold', result }, n)
+        },
       })
       for (const p of projections) this.state.register(p)
       if (federation) this.ledger = this.buildLedger(federation)
@@ -398,6 +410,8 @@ export class IcnNode {
       ),
       state: this.state,
       sql: this.store.sql(),
+      verifier: new CoalescingVerifier(this.verifier),
+      verified: this.verifiedRecords,
       metrics: ledgerMetrics(this.metrics.registry),
       logger: log,
       clock: this.clock,
@@ -412,9 +426,19 @@ export class IcnNode {
   private readonly ledgerFolded: LedgerFoldListener = (e) => {
     const m = ledgerMetrics(this.metrics.registry)
     const at = performance.timeOrigin + performance.now()
+    const counts = new Map<string, { op: string; outcome: string; n: number }>()
+    for (const { op, code } of e.ops) {
+      const outcome = code ?? 'applied'
+      const key = `${op.op} ${outcome}`
+      const c = counts.get(key)
+      if (c) c.n++
+      else counts.set(key, { op: op.op, outcome, n: 1 })
+    }
+    for (const c of counts.values()) m.folded.inc({ op: c.op, outcome: c.outcome }, c.n)
+    // The events are built only for someone to read them (/v1/events streams, tests).
+    if (!this.events.listening) return
     for (const { idx, op, code } of e.ops) {
       const outcome = code ?? 'applied'
-      m.folded.inc({ op: op.op, outcome })
       const base = { cid: e.cid, chain: e.chain, seq: e.seq, index: idx, outcome, ts: e.ts, at }
       if (op.op === 'transfer')
         this.events.publish({

@@ -1,5 +1,11 @@
-import { type LedgerFoldListener, ledgerProjection, ledgerSetup } from '../economics/index.js'
+import {
+  type LedgerFoldListener,
+  ledgerProjection,
+  ledgerSetup,
+  type VerifiedRecords,
+} from '../economics/index.js'
 import type { Federation } from '../federation/index.js'
+import type { CheckResult } from '../identity/index.js'
 import type { Projection } from '../state/index.js'
 
 /** What the node's projections are built from. */
@@ -11,6 +17,10 @@ export interface NodeProjectionContext {
   /** Told what each ledger block folded (the node turns it into metrics and `/v1/events`). */
   onLedgerFolded?: LedgerFoldListener
   onLedgerBlockRejected?(code: string): void
+  /** Member records this process already verified, which the ledger's fold need not verify again (the node's). */
+  verifiedRecords?: VerifiedRecords
+  /** Told, per folded ledger block, how its member signatures were checked. */
+  onLedgerSignatureChecks?(counts: Record<CheckResult, number>): void
 }
 
 /**
@@ -24,6 +34,8 @@ export function nodeProjections(ctx: NodeProjectionContext): Projection[] {
     ledgerProjection(ledgerSetup(ctx.federation), {
       onFolded: ctx.onLedgerFolded,
       onRejectedBlock: ctx.onLedgerBlockRejected,
+      verified: ctx.verifiedRecords,
+      onSignatureChecks: ctx.onLedgerSignatureChecks,
     }),
   ]
 }

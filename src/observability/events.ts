@@ -49,6 +49,11 @@ export class EventBus {
     this.emitter.setMaxListeners(MAX_LISTENERS)
   }
 
+  /** Whether anyone subscribes: a publisher may skip building events nobody reads. */
+  get listening(): boolean {
+    return this.emitter.listenerCount('event') > 0
+  }
+
   /** Deliver to every subscriber now; a failing subscriber does not stop the others. */
   publish(event: NodeEvent): void {
     this.seq++

@@ -9,6 +9,7 @@ export interface Metrics {
   readonly blocksRejected: Counter<'reason' | 'source'>
   readonly blocksDuplicate: Counter<'source'>
   readonly equivocations: Counter<'source'>
+  readonly blockSignatures: Counter<'check'>
   readonly storeOpDuration: Histogram<'backend' | 'op'>
   readonly storeErrors: Counter<'backend' | 'op'>
   readonly storeUp: Gauge<'backend'>
@@ -93,6 +94,14 @@ export function createMetrics(opts: { collectProcess?: boolean; prefix?: string 
       name: 'icn_dag_equivocations_total',
       help: 'Second blocks found for an already occupied chain position, kept as evidence',
       labelNames: ['source'] as const,
+      registers,
+    }),
+    blockSignatures: new Counter({
+      name: 'icn_dag_block_signatures_total',
+      help:
+        'Signed blocks validated for the store, by how their signature was checked: verified, or signed_here ' +
+        '(signed by this process over the same bytes, so not verified again)',
+      labelNames: ['check'] as const,
       registers,
     }),
     storeOpDuration: new Histogram({

@@ -469,7 +469,10 @@ export class ProjectionRunner {
       this.freshCount = 0
     }
     let m = this.fresh.get(chain)
-    if (!m) this.fresh.set(chain, (m = new Map()))
+    if (!m) {
+      m = new Map()
+      this.fresh.set(chain, m)
+    }
     if (!m.has(seq)) this.freshCount++
     m.set(seq, { cid: b.cid, bytes: b.bytes, block: b.block })
   }

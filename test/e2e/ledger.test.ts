@@ -271,6 +271,33 @@ describe('the ledger across nodes', () => {
     )
   })
 
+  it('verifies a member signature once on its home node (the fold finds it in the cache the API filled), on the others in their fold', async () => {
+    const checks = (i: number, where: 'api' | 'fold', result: string) =>
+      metric(i, `icn_ledger_signature_checks_total{where="${where}",result="${result}"}`)
+    const blockChecks = (i: number, check: string) =>
+      metric(i, `icn_dag_block_signatures_total{check="${check}"}`)
+    const series = async (i: number) => ({
+      apiVerified: await checks(i, 'api', 'verified'),
+      foldVerified: await checks(i, 'fold', 'verified'),
+      foldCached: await checks(i, 'fold', 'cached'),
+      ownBlocks: await blockChecks(i, 'signed_here'),
+      verifiedBlocks: await blockChecks(i, 'verified'),
+    })
+    const before = await Promise.all([0, 1, 2].map(series))
+    const r = await accepted(0, transfer(alice, carol.did, 5))
+    await folded(r)
+    const after = await Promise.all([0, 1, 2].map(series))
+    const delta = (i: number) =>
+      Object.fromEntries(
+        Object.entries(after[i]!).map(([k, v]) => [k, v - before[i]![k as keyof (typeof before)[0]]]),
+      )
+    // Home node: the API verified it, the fold found it cached; its store took its own block unverified.
+    expect(delta(0)).toMatchObject({ apiVerified: 1, foldVerified: 0, foldCached: 1, ownBlocks: 1 })
+    // The others know nothing of node 0's cache: they verify the member signature and the block's.
+    for (const i of [1, 2])
+      expect(delta(i)).toMatchObject({ apiVerified: 0, foldVerified: 1, foldCached: 0, verifiedBlocks: 1 })
+  })
+
   it('forwards a record sent to a node that is not its home; a stopped home gives HOME_UNREACHABLE and changes nothing', async () => {
     const forwarded = await metric(0, 'icn_ledger_forwarded_total{outcome="applied"}')
     // bob is homed at node 1; the record goes to node 2, which forwards it

@@ -30,9 +30,10 @@ import {
   type SignedRecord,
   signRecord,
   type TransferFields,
+  type VerifiedRecords,
 } from '../../src/economics/index.js'
 import { createGenesis, type Federation, type FederationParameters } from '../../src/federation/index.js'
-import { Signer } from '../../src/identity/index.js'
+import { type CheckResult, Signer } from '../../src/identity/index.js'
 import { type Projection, ProjectionRunner } from '../../src/state/index.js'
 import { ManualClock } from './manual-clock.js'
 
@@ -111,7 +112,13 @@ export class LedgerNode {
     readonly index: number,
     readonly target: StoreTarget,
     readonly clock: ManualClock,
-    readonly options: { batchBlocks?: number; projection?: (p: Projection) => Projection } = {},
+    readonly options: {
+      batchBlocks?: number
+      projection?: (p: Projection) => Projection
+      /** Handed to the ledger projection: records this "process" already verified, and the checks' counts. */
+      verified?: VerifiedRecords
+      onSignatureChecks?: (counts: Record<CheckResult, number>) => void
+    } = {},
   ) {}
 
   get signer(): Signer {
@@ -140,7 +147,10 @@ export class LedgerNode {
       { batchBlocks: this.options.batchBlocks },
       { store, clock: this.clock, did: this.did },
     )
-    const p = ledgerProjection(this.world.setup)
+    const p = ledgerProjection(this.world.setup, {
+      verified: this.options.verified,
+      onSignatureChecks: this.options.onSignatureChecks,
+    })
     runner.register(this.options.projection ? this.options.projection(p) : p)
     try {
       await runner.start()

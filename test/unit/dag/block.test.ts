@@ -13,6 +13,7 @@ import {
   createSignedBlock,
   DAG_CBOR,
   MAX_BLOCK_BYTES,
+  prevalidateBlock,
   RAW,
   type UnsignedBlock,
   VALUE_RECORD_TYPE,
@@ -224,5 +225,58 @@ describe('block helpers', () => {
     }
     const links = collectLinks(record as unknown as UnsignedBlock)
     expect(links.map(String)).toEqual([prev, a, b].map(String))
+  })
+})
+
+describe('blocks this process signed', () => {
+  const bodies: unknown[] = [
+    { inline: 'hello' },
+    null,
+    { ops: [{ op: 'release', hold: 'h' }], n: 2 ** 40, list: [1, -1, 'x', new Uint8Array(300)] },
+    { big: 'é'.repeat(70_000) },
+  ]
+
+  it.each(bodies.map((body, i) => [i, body]))(
+    'createSignedBlock encodes exactly what dagCbor.encode gives for the signed block (body %i)',
+    (_i, body) => {
+      for (const [seq, ts] of [
+        [0, 0],
+        [1, 23],
+        [24, 1_700_000_000_000],
+        [2 ** 32, Number.MAX_SAFE_INTEGER],
+      ] as const) {
+        const prev = seq === 0 ? null : signed(fields()).cid
+        const b = createSignedBlock(signer, { type: VALUE_RECORD_TYPE, chain, seq, prev, ts, body })
+        expect(Buffer.from(b.bytes).equals(Buffer.from(dagCbor.encode(b.block)))).toBe(true)
+        expect(validateBlock(b.cid, Uint8Array.from(b.bytes)).kind).toBe('signed')
+      }
+    },
+  )
+
+  it('the store may skip the signature of those very bytes, unchanged; a copy or a changed array is verified', () => {
+    const b = createSignedBlock(signer, {
+      type: VALUE_RECORD_TYPE,
+      chain,
+      seq: 0,
+      prev: null,
+      ts: 5,
+      body: { inline: 'mine' },
+    })
+    const own = prevalidateBlock(b.cid, b.bytes, { signedHere: true })
+    expect(own.signedHere).toBe(true)
+    expect(own.signature).toBeUndefined()
+    // Only when asked (the store asks; validateBlock, CAR import and `icn dag verify` do not).
+    expect(prevalidateBlock(b.cid, b.bytes).signature).toBeDefined()
+    // The same bytes in another array, as from a peer: verified.
+    expect(prevalidateBlock(b.cid, Uint8Array.from(b.bytes), { signedHere: true }).signature).toBeDefined()
+    // The array changed after signing (and a CID made for what it holds now): verified, and refused.
+    const record = dagCbor.decode(b.bytes) as Record<string, unknown>
+    const changed = dagCbor.encode({ ...record, body: { inline: 'mind' } })
+    expect(changed.length).toBe(b.bytes.length)
+    b.bytes.set(changed)
+    const cid = cidFor(DAG_CBOR, b.bytes)
+    const p = prevalidateBlock(cid, b.bytes, { signedHere: true })
+    expect(p.signedHere).toBeUndefined()
+    expect(codeOf({ cid, bytes: b.bytes })).toBe('INVALID_SIGNATURE')
   })
 })

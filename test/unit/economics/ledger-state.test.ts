@@ -10,6 +10,14 @@ import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { afterAll, describe, expect, it } from 'vitest'
 import { importCar, type SqlRow } from '../../../src/dag/index.js'
+import {
+  checkRecordSignature,
+  type RecordFields,
+  type SignedRecord,
+  signedBytes,
+  VerifiedRecords,
+} from '../../../src/economics/index.js'
+import { type CheckResult, memberTag } from '../../../src/identity/index.js'
 import { dumpDifferences } from '../../../src/state/index.js'
 import {
   brokenBooks,
@@ -56,10 +64,17 @@ async function node(
   index: number,
   kind: 'sqlite' | 'postgres',
   clock: ManualClock,
+  options: ConstructorParameters<typeof LedgerNode>[4] = {},
 ): Promise<LedgerNode> {
-  const n = new LedgerNode(world, index, await target(kind), clock)
+  const n = new LedgerNode(world, index, await target(kind), clock, options)
   open.push(n)
   return n.start()
+}
+
+/** A record's signed fields (without its signature). */
+function fieldsOf(record: SignedRecord): RecordFields {
+  const { sig: _sig, ...fields } = record
+  return fields as RecordFields
 }
 
 function expectSameTables(a: Record<string, SqlRow[]>, b: Record<string, SqlRow[]>): void {
@@ -201,5 +216,49 @@ describe('a fold is a function of the blocks alone', () => {
       expect(await opCodes(n, a!.chain, 0), `node ${n.index}`).toEqual(['INVALID_RECORD_SIGNATURE'])
     expectSameTables(await a!.dump(), await b!.dump())
     expect((await a!.ledger!.account(world.members[0]!.did))!.sent).toBe(0)
+  })
+
+  it('remembered verifications change no outcome: a forged record is refused even with a valid one of the same body remembered', async () => {
+    const world = ledgerWorld({ seed: 'ledger-cache', nodes: 2, membersPerNode: 1 })
+    const clock = new ManualClock(LEDGER_T0 + 1_000)
+    const verified = new VerifiedRecords()
+    const checks: Record<CheckResult, number> = { verified: 0, cached: 0, invalid: 0 }
+    const a = await node(world, 0, 'sqlite', clock, {
+      verified,
+      onSignatureChecks: (c) => {
+        for (const k of Object.keys(c) as CheckResult[]) checks[k] += c[k]
+      },
+    })
+    const b = await node(world, 1, 'sqlite', clock)
+    const maker = new RecordMaker(world, clock, 'cache')
+    const valid = maker.transfer(0, world.members[1]!.did, 10)
+    // What the API does when it takes a record: verify it, and remember it verified.
+    expect(checkRecordSignature(valid)).toBe('verified')
+    verified.add(valid)
+    // The same body with another signature (one bit off; another key's), and the valid signature on other bodies.
+    const flipped = { ...valid, sig: valid.sig.map((x, i) => (i === 0 ? x ^ 1 : x)) }
+    const otherKey = {
+      ...valid,
+      sig: world.members[1]!.signWithDomain(memberTag('transfer'), signedBytes(fieldsOf(valid))),
+    }
+    const otherAmount = { ...valid, amount: 11 }
+    const otherNonce = { ...valid, nonce: `${valid.nonce}x` }
+    const forgeries = [flipped, otherKey, otherAmount, otherNonce]
+    for (const forged of forgeries) await a!.rawBlock({ ops: [{ op: 'transfer', record: forged }] })
+    expect(checks).toEqual({ verified: 0, cached: 0, invalid: forgeries.length })
+    // The valid record itself: found (not verified again) and applied.
+    await a!.rawBlock({ ops: [{ op: 'transfer', record: valid }] })
+    expect(checks).toEqual({ verified: 0, cached: 1, invalid: forgeries.length })
+    await syncLedgers([a!, b!])
+    for (const n of [a!, b!]) {
+      for (const seq of forgeries.keys())
+        expect(await opCodes(n, a!.chain, seq), `node ${n.index} seq ${seq}`).toEqual([
+          'INVALID_RECORD_SIGNATURE',
+        ])
+      expect(await opCodes(n, a!.chain, forgeries.length), `node ${n.index}`).toEqual([null])
+    }
+    // The node that remembered nothing verified every one of them itself, and came to the same tables.
+    expectSameTables(await a!.dump(), await b!.dump())
+    expect((await a!.ledger!.account(world.members[0]!.did))!.sent).toBe(10)
   })
 })

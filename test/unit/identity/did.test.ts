@@ -96,3 +96,23 @@ describe('did:key', () => {
     )
   })
 })
+
+describe('parsed DIDs are remembered', () => {
+  it('gives each caller its own copy of the key: changing one changes no later answer', () => {
+    const s = Signer.generate()
+    const first = publicKeyFromDid(s.did)
+    first.fill(0)
+    expect(publicKeyFromDid(s.did)).toEqual(s.publicKey)
+    expect(isDid(s.did)).toBe(true)
+  })
+
+  it('remembers only well-formed DIDs: a bad one is refused every time, before and after good ones', () => {
+    const s = Signer.generate()
+    const bad = `${s.did.slice(0, -1)}0` // '0' is not base58
+    for (let i = 0; i < 2; i++) {
+      expect(isDid(bad)).toBe(false)
+      expect(() => publicKeyFromDid(bad)).toThrow(InvalidDidError)
+      expect(isDid(s.did)).toBe(true)
+    }
+  })
+})

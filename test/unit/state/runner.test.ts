@@ -324,6 +324,34 @@ describe.each(['sqlite', 'postgres'] as const)('ProjectionRunner on %s', (kind) 
   })
 })
 
+describe('ProjectionRunner: the block it folds', () => {
+  it('is the one the store decoded for a block a commit just stored; after a restart it is decoded from the store', async () => {
+    const b = await backend('sqlite')
+    const store = await openStore(b)
+    const seen: unknown[] = []
+    const committed: unknown[] = []
+    store.onCommit((e) => {
+      for (const x of e.blocks) committed.push(x.block)
+    })
+    const s = Signer.generate()
+    const chain = values(s)
+    const blocks = fixtureChain(s, chain, [{ n: 1 }, { n: 2 }])
+    const r = runnerFor(store, [valueProjection({ beforeFold: (ctx) => void seen.push(ctx.block) })])
+    await r.start()
+    await store.putMany(blocks)
+    await r.waitFor(chain, 1)
+    expect(seen).toHaveLength(2)
+    expect(seen[0]).toBe(committed[0])
+    expect(seen[1]).toBe(committed[1])
+    // Refolded from the store: decoded anew, and the same content.
+    seen.length = 0
+    await r.reindex()
+    expect(seen).toHaveLength(2)
+    expect(seen[0]).not.toBe(committed[0])
+    expect(seen[0]).toEqual(committed[0])
+  })
+})
+
 describe('ProjectionRunner: outcomes', () => {
   it('a body that does not fit the schema folds as rejected (SCHEMA_MISMATCH), stored and counted; other types skip', async () => {
     const store = await openStore(await backend('sqlite'))
