@@ -293,9 +293,13 @@ describe('the ledger across nodes', () => {
       )
     // Home node: the API verified it, the fold found it cached; its store took its own block unverified.
     expect(delta(0)).toMatchObject({ apiVerified: 1, foldVerified: 0, foldCached: 1, ownBlocks: 1 })
-    // The others know nothing of node 0's cache: they verify the member signature and the block's.
-    for (const i of [1, 2])
-      expect(delta(i)).toMatchObject({ apiVerified: 0, foldVerified: 1, foldCached: 0, verifiedBlocks: 1 })
+    // The others know nothing of node 0's cache: they verify the member signature and the block's. (The block
+    // may reach a node by gossip and by anti-entropy at once, and each copy is verified before one is stored:
+    // so at least once, not exactly once.)
+    for (const i of [1, 2]) {
+      expect(delta(i)).toMatchObject({ apiVerified: 0, foldVerified: 1, foldCached: 0 })
+      expect(delta(i).verifiedBlocks).toBeGreaterThanOrEqual(1)
+    }
   })
 
   it('forwards a record sent to a node that is not its home; a stopped home gives HOME_UNREACHABLE and changes nothing', async () => {
