@@ -1,12 +1,10 @@
 import { Compile } from 'typebox/compile'
 import {
   AbortedError,
-  type Block,
   type BlockStore,
   type CID,
   type CommitEvent,
   decodeSignedBlock,
-  type SignedBlock,
   type SqlAccess,
   type SqlQueries,
   type SqlRow,
@@ -19,6 +17,7 @@ import {
   RunnerStoppedError,
   StateSchemaTooNewError,
 } from './errors.js'
+import { type FoldBlock, FreshBlocks } from './fresh.js'
 import type { FoldOutcome, Migration, Projection, StateModule, StateReader, TableSpec } from './projection.js'
 
 export interface ProjectionRunnerOptions {
@@ -86,12 +85,6 @@ const realClock: Clock = {
   clearTimeout: (handle) => clearTimeout(handle as NodeJS.Timeout),
 }
 
-/** A block to fold: as read from the store, or as the store decoded it when it committed it. */
-type FoldBlock = Block & { block?: SignedBlock }
-
-/** Fresh blocks kept for the next folds, at most (all chains together). */
-const FRESH_MAX = 1024
-
 type Validator = {
   Check(value: unknown): boolean
   Errors(value: unknown): { instancePath: string; message: string }[]
@@ -155,13 +148,8 @@ export class ProjectionRunner {
   /** Head seq of every chain the store holds (from chainHeads at start, then commits). */
   private readonly heads = new Map<string, number>()
   private readonly dirty = new Set<string>()
-  /**
-   * Blocks just committed to chains some projection folds, as the store decoded them, by chain and seq: the next
-   * fold takes them from here instead of reading them back and decoding them again (most of a small block's
-   * fold on a busy node). Bounded by FRESH_MAX; what is not here is read from the store.
-   */
-  private readonly fresh = new Map<string, Map<number, FoldBlock>>()
-  private freshCount = 0
+  /** Blocks just committed to chains some projection folds, as the store decoded them (see fresh.ts). */
+  private readonly fresh = new FreshBlocks()
   private readonly timers = new Set<unknown>()
   private readonly waiters = new Set<Waiter>()
   private unsubscribe?: () => void
@@ -291,7 +279,6 @@ export class ProjectionRunner {
     this.unsubscribe?.()
     this.unsubscribe = undefined
     this.fresh.clear()
-    this.freshCount = 0
     for (const t of this.timers) this.clock.clearTimeout(t)
     this.timers.clear()
     await this.looping?.catch(() => {})
@@ -452,56 +439,18 @@ export class ProjectionRunner {
         continue
       }
       this.noteHead(b.chain, b.seq)
-      if (b.block && this.regs.some((r) => r.p.chains(b.chain!))) this.keepFresh(b.chain, b.seq, b)
+      if (b.block && this.regs.some((r) => r.p.chains(b.chain!))) this.fresh.keep(b.chain, b.seq, b)
       this.dirty.add(b.chain)
       any = true
     }
     if (any) this.kick()
   }
 
-  private keepFresh(
-    chain: string,
-    seq: number,
-    b: { cid: CID; bytes: Uint8Array; block?: SignedBlock },
-  ): void {
-    if (this.freshCount >= FRESH_MAX) {
-      this.fresh.clear()
-      this.freshCount = 0
-    }
-    let m = this.fresh.get(chain)
-    if (!m) {
-      m = new Map()
-      this.fresh.set(chain, m)
-    }
-    if (!m.has(seq)) this.freshCount++
-    m.set(seq, { cid: b.cid, bytes: b.bytes, block: b.block })
-  }
-
-  /** Consecutive fresh blocks of `chain` from `from` (up to a batch), or undefined if `from` is not fresh. */
-  private freshRange(chain: string, from: number): FoldBlock[] | undefined {
-    const m = this.fresh.get(chain)
-    if (!m?.has(from)) return undefined
-    const out: FoldBlock[] = []
-    for (let seq = from; out.length < this.batch; seq++) {
-      const b = m.get(seq)
-      if (!b) break
-      out.push(b)
-    }
-    return out
-  }
-
   /** Forget the fresh blocks of `chain` that every projection folding it is past. */
   private pruneFresh(chain: string): void {
-    const m = this.fresh.get(chain)
-    if (!m) return
     let done = Number.POSITIVE_INFINITY
     for (const r of this.regs) if (r.p.chains(chain)) done = Math.min(done, this.cursor(r, chain))
-    for (const seq of m.keys())
-      if (seq <= done) {
-        m.delete(seq)
-        this.freshCount--
-      }
-    if (m.size === 0) this.fresh.delete(chain)
+    this.fresh.forgetUpTo(chain, done)
   }
 
   private kick(): void {
@@ -634,7 +583,7 @@ export class ProjectionRunner {
       const from = this.cursor(r, chain) + 1
       this.current = undefined
       const blocks: FoldBlock[] =
-        this.freshRange(chain, from) ?? (await this.store.chainRange(chain, from, this.batch))
+        this.fresh.range(chain, from, this.batch) ?? (await this.store.chainRange(chain, from, this.batch))
       if (blocks.length === 0) return
       const started = performance.now()
       let committed: (() => void)[] = []
