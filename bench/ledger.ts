@@ -37,6 +37,7 @@ import { createGenesis, writeGenesisFile } from '../src/federation/index.js'
 import { domainBytes, memberTag, Signer, WorkerVerifier } from '../src/identity/index.js'
 import { defaultOptions, IcnNode } from '../src/node/index.js'
 import { silentLogger } from '../src/observability/index.js'
+import { followEvents } from './events.js'
 
 const { values: args } = parseArgs({
   options: {
@@ -535,40 +536,16 @@ class EventTap {
     await Promise.all(nodes.map((n, i) => this.one(n, i)))
   }
 
-  private async one(node: DevnetNodeStatus, index: number): Promise<void> {
-    const res = await fetch(`${node.apiUrl}/v1/events`, { signal: this.controller.signal })
-    if (!res.ok || !res.body) throw new Error(`${node.name}: /v1/events ${res.status}`)
-    const reader = res.body.pipeThrough(new TextDecoderStream()).getReader()
-    void (async () => {
-      let buf = ''
-      for (;;) {
-        const { value, done } = await reader.read()
-        if (done) return
-        buf += value
-        let end = buf.indexOf('\n\n')
-        while (end >= 0) {
-          const frame = buf.slice(0, end)
-          buf = buf.slice(end + 2)
-          end = buf.indexOf('\n\n')
-          const data = frame.split('\n').find((l) => l.startsWith('data: '))
-          if (!data) continue
-          const ev = JSON.parse(data.slice(6)) as {
-            type: string
-            cid?: string
-            index?: number
-            kind?: string
-            at: number
-          }
-          if (ev.type === 'block' && ev.kind === 'signed' && ev.cid) {
-            push(this.blocks, ev.cid, ev.at)
-            at(this.blocksAt, ev.cid, index, ev.at)
-          } else if (ev.type === 'ledger:transfer' && ev.cid) {
-            push(this.transfers, `${ev.cid}#${ev.index}`, ev.at)
-            at(this.transfersAt, `${ev.cid}#${ev.index}`, index, ev.at)
-          }
-        }
+  private one(node: DevnetNodeStatus, index: number): Promise<void> {
+    return followEvents(node, this.controller.signal, (ev) => {
+      if (ev.type === 'block' && ev.kind === 'signed' && ev.cid) {
+        push(this.blocks, ev.cid, ev.at)
+        at(this.blocksAt, ev.cid, index, ev.at)
+      } else if (ev.type === 'ledger:transfer' && ev.cid) {
+        push(this.transfers, `${ev.cid}#${ev.index}`, ev.at)
+        at(this.transfersAt, `${ev.cid}#${ev.index}`, index, ev.at)
       }
-    })().catch(() => {})
+    })
   }
 
   close(): void {

@@ -19,6 +19,7 @@ import { parseArgs } from 'node:util'
 import { type Block, chainId, createSignedBlock, SqliteBlockStore } from '../src/dag/index.js'
 import { Devnet, type DevnetNodeStatus } from '../src/devnet/index.js'
 import { Signer, WorkerVerifier } from '../src/identity/index.js'
+import { followEvents } from './events.js'
 import { type Summary, startBaseline, summarize } from './net-baseline.js'
 
 const { values: args } = parseArgs({
@@ -80,31 +81,13 @@ class EventTap {
     await Promise.all(this.ready)
   }
 
-  private async follow(node: DevnetNodeStatus, index: number): Promise<void> {
-    const res = await fetch(`${node.apiUrl}/v1/events`, { signal: this.controller.signal })
-    if (!res.ok || !res.body) throw new Error(`${node.name}: /v1/events ${res.status}`)
-    const reader = res.body.pipeThrough(new TextDecoderStream()).getReader()
-    void (async () => {
-      let buf = ''
-      for (;;) {
-        const { value, done } = await reader.read()
-        if (done) return
-        buf += value
-        let end = buf.indexOf('\n\n')
-        while (end >= 0) {
-          const frame = buf.slice(0, end)
-          buf = buf.slice(end + 2)
-          end = buf.indexOf('\n\n')
-          const data = frame.split('\n').find((l) => l.startsWith('data: '))
-          if (!data) continue
-          const ev = JSON.parse(data.slice(6)) as { type: string; cid?: string; at: number; kind?: string }
-          if (ev.type !== 'block' || ev.kind !== 'signed' || !ev.cid) continue
-          const list = this.arrivals.get(ev.cid) ?? []
-          if (list.length === 0) this.arrivals.set(ev.cid, list)
-          list.push({ node: index, at: ev.at })
-        }
-      }
-    })().catch(() => {})
+  private follow(node: DevnetNodeStatus, index: number): Promise<void> {
+    return followEvents(node, this.controller.signal, (ev) => {
+      if (ev.type !== 'block' || ev.kind !== 'signed' || !ev.cid) return
+      const list = this.arrivals.get(ev.cid) ?? []
+      if (list.length === 0) this.arrivals.set(ev.cid, list)
+      list.push({ node: index, at: ev.at })
+    })
   }
 
   close(): void {
