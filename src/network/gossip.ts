@@ -41,6 +41,11 @@ export interface GossipComponents {
   onReceived: (peer: string, blocks: number) => void
   /** Blocks of this node's own announcements, counted per peer gossipsub sent them to. */
   onSent: (peer: string, blocks: number) => void
+  /**
+   * Resolves once the node's projections folded the blocks just stored (by CID), or cannot now, or after a
+   * bound; the message is forwarded after it. Without it, forwarding follows the store.
+   */
+  settled?: (cids: string[]) => Promise<'none' | 'folded' | 'timeout'>
 }
 
 /**
@@ -179,6 +184,12 @@ export class BlockGossip {
         const reason = REASONS[code]
         if (reason) throw new InvalidMessageError(reason, (err as Error).message, { cause: err })
         throw err
+      }
+      if (this.c.settled) {
+        // Relay after the fold: on a host that runs many nodes, the fold would otherwise wait behind the
+        // relay's sends and the other nodes' work (docs/architecture.md, "Relaying after the fold").
+        const outcome = await this.c.settled(ann.blocks.map((b) => b.cid.toString()))
+        if (outcome !== 'none') this.c.metrics.gossipFoldWaits.inc({ outcome })
       }
       this.c.onReceived(from, ann.blocks.length)
       this.c.metrics.gossipBlocks.inc({ direction: 'in' }, ann.blocks.length)

@@ -56,6 +56,8 @@ export interface NetworkComponents {
    * `@libp2p/memory`) with `/memory/NAME` listen addresses to run many nodes in one process.
    */
   transports?: IcnTransport[]
+  /** Gossip forwards a message once this resolves for its blocks (the node: once its projections folded them). */
+  settled?: (cids: string[]) => Promise<'none' | 'folded' | 'timeout'>
 }
 
 export interface NetworkEvents {
@@ -216,6 +218,7 @@ export class Network extends EventEmitter<NetworkEvents> {
       onGap: (peer, chain, seq) => this.sync?.fill(peer, chain, seq),
       onReceived: (peer, n) => peerManager.received(peer, n),
       onSent: (peer, n) => peerManager.sent(peer, n),
+      settled: this.c.settled,
     })
 
     try {

@@ -97,6 +97,9 @@ export const NODE_CHAIN = 'node'
  * The composition root: builds every module in order (store, health, chain writer, API), starts them in that
  * order and stops them in reverse, behind a status. One process, one node.
  */
+/** Longest a gossip message's forwarding waits for this node's projections to fold its blocks. */
+export const RELAY_FOLD_WAIT_MS = 500
+
 export class IcnNode {
   status: NodeStatus = 'created'
   readonly logger: Logger
@@ -365,6 +368,7 @@ export class IcnNode {
         clock: this.clock,
         random: this.modules.random,
         transports: this.modules.transports,
+        settled: (cids) => this.state.settled(cids, RELAY_FOLD_WAIT_MS),
       },
     )
     this.network = network

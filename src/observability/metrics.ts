@@ -22,6 +22,7 @@ export interface Metrics {
   readonly gossipBlocks: Counter<'direction'>
   readonly gossipRejected: Counter<'reason'>
   readonly gossipValidation: Histogram<'result'>
+  readonly gossipFoldWaits: Counter<'outcome'>
   readonly exchangeDuration: Histogram<'op' | 'role' | 'outcome'>
   readonly exchangeBlocks: Counter<'direction'>
   readonly syncBlocks: Counter<never>
@@ -169,9 +170,15 @@ export function createMetrics(opts: { collectProcess?: boolean; prefix?: string 
       labelNames: ['reason'] as const,
       registers,
     }),
+    gossipFoldWaits: new Counter({
+      name: 'icn_gossip_fold_waits_total',
+      help: 'Gossip messages whose forwarding waited for the projections to fold their blocks, by how the wait ended (folded, timeout)',
+      labelNames: ['outcome'] as const,
+      registers,
+    }),
     gossipValidation: new Histogram({
       name: 'icn_gossip_validation_seconds',
-      help: 'Time to validate (and store) one gossip message before it is forwarded, by result',
+      help: 'Time to validate, store (and fold, see icn_gossip_fold_waits_total) one gossip message before it is forwarded, by result',
       labelNames: ['result'] as const,
       buckets: [0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 1],
       registers,

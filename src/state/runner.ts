@@ -19,6 +19,7 @@ import {
 } from './errors.js'
 import { type FoldBlock, FreshBlocks } from './fresh.js'
 import type { FoldOutcome, Migration, Projection, StateModule, StateReader, TableSpec } from './projection.js'
+import { FoldSettling, type SettleOutcome } from './settle.js'
 
 export interface ProjectionRunnerOptions {
   /** Blocks of one chain folded per transaction (default 64). */
@@ -152,6 +153,8 @@ export class ProjectionRunner {
   private readonly fresh = new FreshBlocks()
   private readonly timers = new Set<unknown>()
   private readonly waiters = new Set<Waiter>()
+  /** Gossiped blocks whose relay waits for their fold (`settled`). */
+  private readonly settling: FoldSettling
   private unsubscribe?: () => void
   /** The fold loop in progress. */
   private looping?: Promise<void>
@@ -168,6 +171,7 @@ export class ProjectionRunner {
     this.retryMinMs = options.retryMinMs ?? 250
     this.retryMaxMs = options.retryMaxMs ?? 30_000
     this.refreshMs = options.refreshMs ?? 0
+    this.settling = new FoldSettling(this.clock, (chain, seq) => this.foldPending(chain, seq))
   }
 
   /** Add a projection; before `start()`. Names are unique; modules are shared by name (same migrations). */
@@ -276,6 +280,7 @@ export class ProjectionRunner {
   }
 
   private async halt(): Promise<void> {
+    this.settling.clear()
     this.unsubscribe?.()
     this.unsubscribe = undefined
     this.fresh.clear()
@@ -439,7 +444,12 @@ export class ProjectionRunner {
         continue
       }
       this.noteHead(b.chain, b.seq)
-      if (b.block && this.regs.some((r) => r.p.chains(b.chain!))) this.fresh.keep(b.chain, b.seq, b)
+      if (this.regs.some((r) => r.p.chains(b.chain!))) {
+        if (b.block) this.fresh.keep(b.chain, b.seq, b)
+        // Only gossip asks when a block is folded (to relay it after); see `settled`.
+        if (e.source === 'gossip' && b.status === 'stored')
+          this.settling.note(b.cid.toString(), b.chain, b.seq)
+      }
       this.dirty.add(b.chain)
       any = true
     }
@@ -530,6 +540,7 @@ export class ProjectionRunner {
         this.waiters.delete(w)
         w.reject(error)
       }
+    this.settling.check()
     this.after(delay, () => {
       if (r.fault !== undefined) {
         r.retryDue = true
@@ -621,6 +632,7 @@ export class ProjectionRunner {
       }
       if (deferred) {
         r.deferred.set(chain, deferred.untilMs)
+        this.settling.check()
         this.logger?.info(
           {
             projection: name,
@@ -762,6 +774,26 @@ export class ProjectionRunner {
         this.waiters.delete(w)
         w.resolve()
       }
+    this.settling.check()
+  }
+
+  /**
+   * Resolves once the projections have folded the blocks `cids` that gossip just stored, or cannot for now (a
+   * projection is faulted, or deferred the chain), or after `timeoutMs`; never rejects. Block gossip awaits it
+   * before forwarding a message, so a node relays a block after folding it: on a busy host the fold then runs
+   * before the relay's sends instead of between them (see docs/architecture.md, "Relaying after the fold").
+   */
+  settled(cids: readonly string[], timeoutMs: number): Promise<SettleOutcome> {
+    if (!this.running) return Promise.resolve('none')
+    return this.settling.wait(cids, timeoutMs)
+  }
+
+  /** Whether some projection folding `chain` is behind `seq` and will fold it (neither faulted nor deferred). */
+  private foldPending(chain: string, seq: number): boolean {
+    if (!this.running) return false
+    return this.regs.some(
+      (r) => r.p.chains(chain) && this.cursor(r, chain) < seq && !r.fault && !r.deferred.has(chain),
+    )
   }
 
   private lagOf(r: Registered): number {

@@ -601,3 +601,95 @@ describe('ProjectionRunner: evidence and outages', () => {
     expect((await metrics.projectionFaults.get()).values[0]?.value).toBeGreaterThanOrEqual(1)
   })
 })
+
+describe('ProjectionRunner: settled (gossip relays after the fold)', () => {
+  it('resolves once a gossiped block is folded, at once for blocks nobody folds, and never after stop', async () => {
+    const store = await openStore(await backend('sqlite'))
+    const alice = Signer.generate()
+    const chain = values(alice)
+    const [b0, b1] = fixtureChain(alice, chain, [{ n: 1 }, { n: 2 }])
+    let release!: () => void
+    const gate = new Promise<void>((resolve) => {
+      release = resolve
+    })
+    const hooks: FixtureHooks = { beforeFold: (ctx) => (ctx.block.seq === 1 ? gate : undefined) }
+    const r = runnerFor(store, [valueProjection(hooks)], { options: { batchBlocks: 1 } })
+    await r.start()
+    await store.putMany([b0!], { source: 'gossip' })
+    await r.waitFor(chain, 0)
+    expect(await r.settled([b0!.cid.toString()], 10_000)).toBe('none')
+
+    await store.putMany([b1!], { source: 'gossip' })
+    let outcome: string | undefined
+    const settled = r.settled([b1!.cid.toString()], 10_000).then((o) => {
+      outcome = o
+    })
+    // The fold of block 1 is held by the gate: the wait goes on.
+    await new Promise((resolve) => setImmediate(resolve))
+    expect(outcome).toBeUndefined()
+    release()
+    await settled
+    expect(outcome).toBe('folded')
+    expect((await r.dump()).fixture_chains).toEqual([{ chain, blocks: 2, total: 3 }])
+
+    // A block of a chain no projection folds, or one that came another way, does not wait.
+    const other = fixtureBlock(alice, chainId(alice.did, 'other'), 0, null, { n: 1 })
+    await store.putMany([other], { source: 'gossip' })
+    expect(await r.settled([other.cid.toString()], 10_000)).toBe('none')
+    await r.stop()
+    expect(await r.settled([b1!.cid.toString()], 10_000)).toBe('none')
+  })
+
+  it('ends the wait when the fold faults', async () => {
+    const store = await openStore(await backend('sqlite'))
+    const clock = new ManualClock()
+    const alice = Signer.generate()
+    const chain = values(alice)
+    const [b0] = fixtureChain(alice, chain, [{ n: 1 }])
+    let release!: () => void
+    const gate = new Promise<void>((resolve) => {
+      release = resolve
+    })
+    const hooks: FixtureHooks = {
+      beforeFold: async () => {
+        await gate
+        throw new Error('disk on fire')
+      },
+    }
+    const r = runnerFor(store, [valueProjection(hooks)], { clock, options: { retryMinMs: 60_000 } })
+    await r.start()
+    const fault = r.waitFor(chain, 0).catch((e: unknown) => e)
+    await store.putMany([b0!], { source: 'gossip' })
+    const settled = r.settled([b0!.cid.toString()], 10_000)
+    release()
+    expect(await fault).toMatchObject({ code: 'PROJECTION_FAULTED' })
+    expect(await settled).toBe('folded')
+  })
+
+  it('ends the wait at its timeout (injected clock) when the fold takes longer', async () => {
+    const store = await openStore(await backend('sqlite'))
+    const clock = new ManualClock()
+    const alice = Signer.generate()
+    const chain = values(alice)
+    const [b0] = fixtureChain(alice, chain, [{ n: 1 }])
+    let release!: () => void
+    const gate = new Promise<void>((resolve) => {
+      release = resolve
+    })
+    const r = runnerFor(store, [valueProjection({ beforeFold: () => gate })], { clock })
+    await r.start()
+    await store.putMany([b0!], { source: 'gossip' })
+    let outcome: string | undefined
+    const settled = r.settled([b0!.cid.toString()], 500).then((o) => {
+      outcome = o
+    })
+    clock.advance(499)
+    await new Promise((resolve) => setImmediate(resolve))
+    expect(outcome).toBeUndefined()
+    clock.advance(1)
+    await settled
+    expect(outcome).toBe('timeout')
+    release()
+    await r.waitFor(chain, 0)
+  })
+})
