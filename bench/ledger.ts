@@ -9,7 +9,7 @@
  *     same blocks into a fresh store.
  * See bench/README.md.
  *
- *   npm run bench:ledger [-- --transfers 5000 --clients 64 --members 200 --nodes 10 --samples 50 --json]
+ *   npm run bench:ledger [-- --transfers 5000 --clients 64 --members 200 --nodes 10 --samples 200 --json]
  */
 import '../src/polyfill.js'
 import { createPublicKey, type KeyObject, randomBytes, verify } from 'node:crypto'
@@ -46,7 +46,7 @@ const { values: args } = parseArgs({
     clients: { type: 'string', default: '64' },
     members: { type: 'string', default: '200' },
     nodes: { type: 'string', default: '10' },
-    samples: { type: 'string', default: '50' },
+    samples: { type: 'string', default: '200' },
     pg: { type: 'boolean', default: false },
     'no-pg': { type: 'boolean', default: false },
     'no-devnet': { type: 'boolean', default: false },
