@@ -11,15 +11,22 @@ import {
 } from '../dag/index.js'
 import type { Clock } from '../network/index.js'
 import type { Logger, Metrics } from '../observability/index.js'
-import {
-  ProjectionConfigError,
-  ProjectionFaultedError,
-  RunnerStoppedError,
-  StateSchemaTooNewError,
-} from './errors.js'
+import { ProjectionConfigError, ProjectionFaultedError, RunnerStoppedError } from './errors.js'
 import { type FoldBlock, FreshBlocks } from './fresh.js'
-import type { FoldOutcome, Migration, Projection, StateModule, StateReader, TableSpec } from './projection.js'
+import type { FoldOutcome, Projection, StateModule, StateReader } from './projection.js'
+import {
+  clearModuleRows,
+  ident,
+  initProjection,
+  migrateModules,
+  RUNNER_MODULE,
+  RUNNER_TABLES,
+  type SchemaContext,
+  storedVersions,
+} from './schema.js'
 import { FoldSettling, type SettleOutcome } from './settle.js'
+
+export { RUNNER_MODULE } from './schema.js'
 
 export interface ProjectionRunnerOptions {
   /** Blocks of one chain folded per transaction (default 64). */
@@ -46,32 +53,6 @@ export interface ProjectionRunnerComponents {
 }
 
 export type RunnerStatus = 'created' | 'starting' | 'running' | 'stopping' | 'stopped'
-
-/** The runner's own tables, tracked under this module name in `state_migrations`. */
-export const RUNNER_MODULE = 'state'
-
-const RUNNER_MIGRATIONS: Migration[] = [
-  {
-    version: 1,
-    description: 'projection versions, cursors and rejections',
-    sqlite: `CREATE TABLE state_projections (name TEXT PRIMARY KEY, version INTEGER NOT NULL);
-      CREATE TABLE state_cursors (projection TEXT NOT NULL, chain TEXT NOT NULL, seq BIGINT NOT NULL,
-        cid TEXT NOT NULL, PRIMARY KEY (projection, chain));
-      CREATE TABLE state_rejections (projection TEXT NOT NULL, chain TEXT NOT NULL, seq BIGINT NOT NULL,
-        cid TEXT NOT NULL, code TEXT NOT NULL, reason TEXT NOT NULL, PRIMARY KEY (projection, chain, seq))`,
-    postgres: `CREATE TABLE state_projections (name TEXT PRIMARY KEY, version INTEGER NOT NULL);
-      CREATE TABLE state_cursors (projection TEXT NOT NULL, chain TEXT NOT NULL, seq BIGINT NOT NULL,
-        cid TEXT NOT NULL, PRIMARY KEY (projection, chain));
-      CREATE TABLE state_rejections (projection TEXT NOT NULL, chain TEXT NOT NULL, seq BIGINT NOT NULL,
-        cid TEXT NOT NULL, code TEXT NOT NULL, reason TEXT NOT NULL, PRIMARY KEY (projection, chain, seq))`,
-  },
-]
-
-/** Runner tables that are part of the derived state (same blocks, same rows): dumped and compared too. */
-const RUNNER_TABLES: TableSpec[] = [
-  { name: 'state_cursors', orderBy: ['projection', 'chain'] },
-  { name: 'state_rejections', orderBy: ['projection', 'chain', 'seq'] },
-]
 
 /** Rejection code of a block whose body does not fit its record type's schema. */
 export const SCHEMA_MISMATCH = 'SCHEMA_MISMATCH'
@@ -119,12 +100,6 @@ interface Waiter {
 }
 
 type Counts = Record<FoldOutcome['status'] | 'skipped', number>
-
-const ident = (name: string): string => {
-  if (!/^[a-z_][a-z0-9_]*$/.test(name))
-    throw new ProjectionConfigError(`invalid SQL identifier ${JSON.stringify(name)}`)
-  return name
-}
 
 /**
  * The projection runner: folds blocks into the derived-state tables of registered projections, one chain at a
@@ -236,7 +211,7 @@ export class ProjectionRunner {
           throw new RunnerStoppedError('the projection runner was stopped while starting')
       }
       this.sqlAccess = this.store.sql()
-      await this.migrateAll()
+      await migrateModules(this.schema(), this.modules.values())
       stillStarting()
       await this.checkVersions()
       stillStarting()
@@ -314,45 +289,12 @@ export class ProjectionRunner {
     })
   }
 
-  private async migrateAll(): Promise<void> {
-    await this.lockedTx('migrations', async (tx) => {
-      await tx.exec(
-        'CREATE TABLE IF NOT EXISTS state_migrations (module TEXT NOT NULL, version INTEGER NOT NULL, applied_at BIGINT NOT NULL, PRIMARY KEY (module, version))',
-      )
-    })
-    await this.migrate(RUNNER_MODULE, RUNNER_MIGRATIONS)
-    for (const m of this.modules.values()) await this.migrate(m.name, m.migrations)
-  }
-
-  private async migrate(module: string, migrations: Migration[]): Promise<void> {
-    const dialect = this.sql.dialect
-    const appliedIn = async (q: SqlQueries): Promise<Set<number>> =>
-      new Set(
-        (await q.query('SELECT version FROM state_migrations WHERE module = $1', [module])).map((r) =>
-          Number(r.version),
-        ),
-      )
-    const applied = await appliedIn(this.sql)
-    const newest = Math.max(0, ...applied)
-    if (newest > migrations.length) throw new StateSchemaTooNewError(module, newest, migrations.length)
-    for (const m of migrations) {
-      if (applied.has(m.version)) continue
-      const done = await this.lockedTx('migrations', async (tx) => {
-        // Another process sharing the database may have applied it meanwhile.
-        if ((await appliedIn(tx)).has(m.version)) return false
-        await tx.exec(dialect === 'sqlite' ? m.sqlite : m.postgres)
-        await tx.query('INSERT INTO state_migrations (module, version, applied_at) VALUES ($1, $2, $3)', [
-          module,
-          m.version,
-          this.clock.now(),
-        ])
-        return true
-      })
-      if (done)
-        this.logger?.info(
-          { module, version: m.version, description: m.description },
-          'state migration applied',
-        )
+  private schema(): SchemaContext {
+    return {
+      sql: this.sql,
+      lockedTx: (key, fn) => this.lockedTx(key, fn),
+      clock: this.clock,
+      logger: this.logger,
     }
   }
 
@@ -360,8 +302,7 @@ export class ProjectionRunner {
     for (const m of this.modules.values()) {
       const regs = this.regs.filter((r) => r.p.module.name === m.name)
       await this.lockedTx('migrations', async (tx) => {
-        const rows = await tx.query('SELECT name, version FROM state_projections')
-        const stored = new Map(rows.map((r) => [r.name as string, Number(r.version)]))
+        const stored = await storedVersions(tx)
         const changed = regs.filter((r) => stored.has(r.p.name) && stored.get(r.p.name) !== r.p.version)
         const fresh = regs.filter((r) => !stored.has(r.p.name))
         if (changed.length > 0) {
@@ -379,21 +320,19 @@ export class ProjectionRunner {
 
   /** Delete every row of the module's tables (last listed first) and the cursors and rejections of `regs`. */
   private async clearModule(tx: SqlQueries, m: StateModule, regs: Registered[]): Promise<void> {
-    for (const t of [...m.tables].reverse()) await tx.query(`DELETE FROM ${ident(t.name)}`)
+    await clearModuleRows(
+      tx,
+      m,
+      regs.map((r) => r.p),
+    )
     for (const r of regs) {
-      await tx.query('DELETE FROM state_cursors WHERE projection = $1', [r.p.name])
-      await tx.query('DELETE FROM state_rejections WHERE projection = $1', [r.p.name])
       r.cursors.clear()
       r.deferred.clear()
     }
   }
 
-  private async initProjection(tx: SqlQueries, r: Registered): Promise<void> {
-    await r.p.init?.(tx)
-    await tx.query(
-      'INSERT INTO state_projections (name, version) VALUES ($1, $2) ON CONFLICT (name) DO UPDATE SET version = excluded.version',
-      [r.p.name, r.p.version],
-    )
+  private initProjection(tx: SqlQueries, r: Registered): Promise<void> {
+    return initProjection(tx, r.p)
   }
 
   private async loadCursors(): Promise<void> {
