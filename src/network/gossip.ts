@@ -45,8 +45,11 @@ export interface GossipComponents {
    * Resolves once the node's projections folded the blocks just stored (by CID), or cannot now, or after a
    * bound; the message is forwarded after it. Without it, forwarding follows the store.
    */
-  settled?: (cids: string[]) => Promise<'none' | 'folded' | 'timeout'>
+  settled?: (cids: string[]) => Promise<RelayWait>
 }
+
+/** How a relay's wait for the fold ended: nothing to wait for, folded (or cannot fold now), or its bound. */
+export type RelayWait = 'none' | 'folded' | 'timeout'
 
 /**
  * Block gossip. Outbound: blocks this node stores from its own writers, the API or an import are announced in

@@ -7,7 +7,7 @@
 export { type Clock, systemClock } from './clock.js'
 export * from './errors.js'
 export { BlockExchange, EXCHANGE_PROTOCOL } from './exchange.js'
-export { BlockGossip, blocksTopic, type GossipComponents } from './gossip.js'
+export { BlockGossip, blocksTopic, type GossipComponents, type RelayWait } from './gossip.js'
 export {
   createHost,
   federationGater,

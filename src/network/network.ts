@@ -8,7 +8,7 @@ import type { Logger, Metrics } from '../observability/index.js'
 import type { Clock } from './clock.js'
 import { NetworkConfigError, PeerUnreachableError } from './errors.js'
 import { BlockExchange } from './exchange.js'
-import { BlockGossip } from './gossip.js'
+import { BlockGossip, type RelayWait } from './gossip.js'
 import { createHost, type IcnLibp2p, type IcnTransport, parseMultiaddrs } from './host.js'
 import { libp2pKeyFor, peerIdFromDid } from './peer-id.js'
 import {
@@ -57,7 +57,7 @@ export interface NetworkComponents {
    */
   transports?: IcnTransport[]
   /** Gossip forwards a message once this resolves for its blocks (the node: once its projections folded them). */
-  settled?: (cids: string[]) => Promise<'none' | 'folded' | 'timeout'>
+  settled?: (cids: string[]) => Promise<RelayWait>
 }
 
 export interface NetworkEvents {

@@ -93,13 +93,13 @@ export const LEDGER_FORWARD_PROTOCOL = 'ledger/forward/1'
 /** Name of the node's own chain under its DID. */
 export const NODE_CHAIN = 'node'
 
+/** Longest a gossip message's forwarding waits for this node's projections to fold its blocks. */
+export const RELAY_FOLD_WAIT_MS = 500
+
 /**
  * The composition root: builds every module in order (store, health, chain writer, API), starts them in that
  * order and stops them in reverse, behind a status. One process, one node.
  */
-/** Longest a gossip message's forwarding waits for this node's projections to fold its blocks. */
-export const RELAY_FOLD_WAIT_MS = 500
-
 export class IcnNode {
   status: NodeStatus = 'created'
   readonly logger: Logger
