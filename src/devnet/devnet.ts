@@ -2,7 +2,6 @@ import type { ChildProcess } from 'node:child_process'
 import { existsSync } from 'node:fs'
 import { mkdir, readFile, rm, rmdir } from 'node:fs/promises'
 import { dirname, join, resolve } from 'node:path'
-import { setTimeout as sleep } from 'node:timers/promises'
 import { InvalidOptionError, type StoreKind } from '../node/options.js'
 import { createDevnet, plural } from './create.js'
 import {
@@ -26,7 +25,7 @@ import {
 } from './monitor.js'
 import { checkDevnetSettings, DEFAULT_DEVNET_TIMEOUT_S } from './options.js'
 import { dropDatabases } from './pg.js'
-import { type NodeProbe, probeNode } from './probe.js'
+import { probeNode } from './probe.js'
 import {
   findIcnBin,
   nodeRunning,
@@ -49,6 +48,7 @@ import {
   withLock,
   writeState,
 } from './state.js'
+import { type NodeLook, waitForMesh } from './wait.js'
 
 /** How long a node gets to stop after SIGTERM before it is killed. */
 const STOP_GRACE_MS = 10_000
@@ -405,68 +405,25 @@ export class Devnet {
     signal?: AbortSignal
     children?: Map<string, ChildProcess>
   }): Promise<void> {
-    const started = Date.now()
-    const deadline = started + opts.timeoutMs
     const targets = (opts.names ?? this.state.nodes.map((n) => n.name)).map((name) => this.node(name))
-    const exits = new Map<string, string>()
-    for (const [name, child] of opts.children ?? [])
-      child.once('exit', (code, signal) => exits.set(name, signal ? `signal ${signal}` : `code ${code}`))
-    const ready = new Set<string>()
-    let lastMesh = -1
-    for (;;) {
-      opts.signal?.throwIfAborted()
-      for (const node of targets) {
-        if (exits.has(node.name) || !nodeRunning(node.pid, node.dataDir)) {
-          if (!exits.has(node.name)) await sleep(100) // let the exit event bring the status
-          throw await this.exitedError(node, exits.get(node.name))
-        }
-      }
-      const others = this.state.nodes.filter((n) => nodeRunning(n.pid, n.dataDir))
-      const looks = await Promise.all(
-        targets.map(async (node) => {
-          const probe = await probeNode(node.apiUrl, { timeoutMs: 1_000, signal: opts.signal })
-          const expected = others.filter((o) => o.name !== node.name)
-          const have = new Set(probe.connected)
-          const missing = expected.filter((o) => !have.has(o.peerId)).map((o) => o.name)
-          return { node, probe, expected: expected.length, missing }
-        }),
-      )
-      for (const l of looks)
-        if (l.probe.ready && !ready.has(l.node.name)) {
-          ready.add(l.node.name)
-          this.progress('ready', `${l.node.name} ready`, l.node.name)
-        }
-      const meshed = looks.filter((l) => l.probe.ready && l.missing.length === 0).length
-      // One node (a restart): how many of the federation's running nodes it is connected to. Several: how many
-      // of them are connected to all the others.
-      const single = looks.length === 1 ? looks[0]! : undefined
-      const progressNow = single ? single.expected - single.missing.length : meshed
-      if (progressNow !== lastMesh && ready.size > 0 && this.state.nodes.length > 1) {
-        lastMesh = progressNow
-        this.progress(
-          'mesh',
-          single
-            ? `${single.node.name} connected to ${progressNow}/${single.expected} peers`
-            : `mesh ${meshed}/${targets.length} nodes connected`,
-          single?.node.name,
-        )
-      }
-      if (meshed === targets.length) {
-        const elapsedMs = Date.now() - started
-        const what = targets.length === 1 ? targets[0]!.name : `all ${targets.length} nodes`
-        this.hooks.onProgress?.({
-          kind: 'done',
-          message: `${what} ready and connected (${(elapsedMs / 1000).toFixed(1)} s after ${targets.length === 1 ? 'its process' : 'their processes'} started)`,
-          elapsedMs,
-        })
-        return
-      }
-      if (Date.now() > deadline) {
-        const pending = looks.filter((l) => !l.probe.ready || l.missing.length > 0)
-        throw await this.timeoutError(opts.timeoutMs, pending)
-      }
-      await sleep(POLL_MS, undefined, { signal: opts.signal })
-    }
+    const elapsedMs = await waitForMesh({
+      targets,
+      all: this.state.nodes,
+      timeoutMs: opts.timeoutMs,
+      pollMs: POLL_MS,
+      signal: opts.signal,
+      children: opts.children,
+      onReady: (node) => this.progress('ready', `${node.name} ready`, node.name),
+      onMesh: (message, node) => this.progress('mesh', message, node),
+      exitedError: (node, how) => this.exitedError(node, how),
+      timeoutError: (pending) => this.timeoutError(opts.timeoutMs, pending),
+    })
+    const what = targets.length === 1 ? targets[0]!.name : `all ${targets.length} nodes`
+    this.hooks.onProgress?.({
+      kind: 'done',
+      message: `${what} ready and connected (${(elapsedMs / 1000).toFixed(1)} s after ${targets.length === 1 ? 'its process' : 'their processes'} started)`,
+      elapsedMs,
+    })
   }
 
   private progress(kind: DevnetProgress['kind'], message: string, node?: string): void {
@@ -513,15 +470,7 @@ export class Devnet {
     )
   }
 
-  private async timeoutError(
-    timeoutMs: number,
-    pending: {
-      node: DevnetNodeState
-      probe: NodeProbe
-      expected: number
-      missing: string[]
-    }[],
-  ): Promise<DevnetTimeoutError> {
+  private async timeoutError(timeoutMs: number, pending: NodeLook[]): Promise<DevnetTimeoutError> {
     const lines = [`not every node was ready and connected within ${timeoutMs / 1000} s:`]
     for (const p of pending)
       lines.push(

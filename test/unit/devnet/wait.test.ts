@@ -1,0 +1,208 @@
+/**
+ * `waitForMesh`, the wait of `devnet up` and `restart`, against stand-in nodes: each a child process (whose
+ * command line names its data folder, as a node's does) and an HTTP server in this process answering `/ready`
+ * and `/v1/peers` as the test says. The point of each case: a node that does not answer does not hold back the
+ * news of the others; the wait ends on the first looks that find every node ready and connected; a node that
+ * exits or a timeout ends it with the error the devnet builds.
+ */
+import { type ChildProcess, spawn } from 'node:child_process'
+import { once } from 'node:events'
+import http from 'node:http'
+import type { AddressInfo } from 'node:net'
+import { afterEach, describe, expect, it } from 'vitest'
+import type { DevnetNodeState } from '../../../src/devnet/state.js'
+import { type NodeLook, waitForMesh } from '../../../src/devnet/wait.js'
+
+interface FakeNode {
+  state: DevnetNodeState
+  proc: ChildProcess
+  server: http.Server
+  /** What the node answers: 503 until ready; connected peer ids. */
+  ready: boolean
+  connected: string[]
+  /** While set, /ready requests wait for it. */
+  hold?: Promise<void>
+  /** /ready requests received. */
+  looks: number
+}
+
+const nodes: FakeNode[] = []
+
+afterEach(async () => {
+  for (const n of nodes.splice(0)) {
+    n.proc.kill('SIGKILL')
+    n.server.closeAllConnections()
+    await new Promise((r) => n.server.close(r))
+  }
+})
+
+async function fakeNode(name: string): Promise<FakeNode> {
+  const dataDir = `/tmp/icn-wait-test-${process.pid}-${name}`
+  // The data folder is an argument, as in `icn node start --data-dir D`: nodeRunning() looks for it.
+  const proc = spawn(process.execPath, ['-e', 'setInterval(() => {}, 1000)', dataDir], { stdio: 'ignore' })
+  await once(proc, 'spawn')
+  const n: FakeNode = {
+    proc,
+    ready: false,
+    connected: [],
+    looks: 0,
+    server: http.createServer(async (req, res) => {
+      if (req.url === '/ready') {
+        n.looks++
+        if (n.hold) await n.hold
+        res.writeHead(n.ready ? 200 : 503).end()
+      } else if (req.url === '/v1/peers') {
+        res.writeHead(200, { 'content-type': 'application/json' })
+        res.end(JSON.stringify({ peers: n.connected.map((peerId) => ({ peerId, connected: true })) }))
+      } else res.writeHead(404).end()
+    }),
+    state: undefined as unknown as DevnetNodeState,
+  }
+  n.server.listen(0, '127.0.0.1')
+  await once(n.server, 'listening')
+  const port = (n.server.address() as AddressInfo).port
+  n.state = {
+    name,
+    dataDir,
+    did: `did:key:z6Mk${name}`,
+    peerId: `peer-${name}`,
+    apiUrl: `http://127.0.0.1:${port}`,
+    apiKey: 'k',
+    p2pAddr: `/ip4/127.0.0.1/tcp/1/p2p/peer-${name}`,
+    pid: proc.pid ?? null,
+    args: [],
+    log: `${dataDir}/node.log`,
+  }
+  nodes.push(n)
+  return n
+}
+
+function meshAll(all: FakeNode[]): void {
+  for (const n of all) {
+    n.ready = true
+    n.connected = all.filter((o) => o !== n).map((o) => o.state.peerId)
+  }
+}
+
+function options(all: FakeNode[], extra: Partial<Parameters<typeof waitForMesh>[0]> = {}) {
+  const events: string[] = []
+  return {
+    events,
+    opts: {
+      targets: all.map((n) => n.state),
+      all: all.map((n) => n.state),
+      timeoutMs: 60_000,
+      pollMs: 10,
+      onReady: (node: DevnetNodeState) => events.push(`ready ${node.name}`),
+      onMesh: (message: string) => events.push(message),
+      exitedError: async (node: DevnetNodeState, how?: string) => new Error(`${node.name} exited (${how})`),
+      timeoutError: async (pending: NodeLook[]) =>
+        new Error(`timeout: ${pending.map((p) => `${p.node.name} ${p.probe.readyDetail}`).join(', ')}`),
+      ...extra,
+    },
+  }
+}
+
+describe('waitForMesh', () => {
+  it('resolves once every node is ready and connected to all the others, reporting each step', async () => {
+    const all = await Promise.all(['node1', 'node2', 'node3'].map(fakeNode))
+    const { events, opts } = options(all, {
+      onReady: (node) => {
+        events.push(`ready ${node.name}`)
+        // Once all have answered ready (not yet connected), they connect.
+        if (events.filter((e) => e.startsWith('ready')).length === all.length) meshAll(all)
+      },
+    })
+    all[0]!.ready = all[1]!.ready = all[2]!.ready = true
+    const ms = await waitForMesh(opts)
+    expect(ms).toBeGreaterThan(0)
+    expect(events.filter((e) => e.startsWith('ready')).sort()).toEqual([
+      'ready node1',
+      'ready node2',
+      'ready node3',
+    ])
+    expect(events.at(-1)).toBe('mesh 3/3 nodes connected')
+  })
+
+  it('a node that does not answer does not hold back the looks at the others', async () => {
+    const all = await Promise.all(['node1', 'node2', 'node3'].map(fakeNode))
+    let release!: () => void
+    all[2]!.hold = new Promise<void>((r) => {
+      release = r
+    })
+    meshAll(all)
+    const { events, opts } = options(all, {
+      onReady: (node) => {
+        events.push(`ready ${node.name}`)
+        // node1 and node2 are seen ready, and looked at again, while node3's first look is still unanswered.
+        if (node.name !== 'node3' && events.filter((e) => e.startsWith('ready')).length === 2) {
+          const looksBefore = all[0]!.looks
+          const again = setInterval(() => {
+            if (all[0]!.looks > looksBefore + 2) {
+              clearInterval(again)
+              events.push('node1 looked at again while node3 held')
+              release()
+            }
+          }, 5)
+        }
+      },
+    })
+    await waitForMesh(opts)
+    expect(events.indexOf('ready node1')).toBeLessThan(events.indexOf('ready node3'))
+    expect(events.indexOf('ready node2')).toBeLessThan(events.indexOf('ready node3'))
+    expect(events.indexOf('node1 looked at again while node3 held')).toBeLessThan(
+      events.indexOf('ready node3'),
+    )
+    expect(all[2]!.looks).toBe(1)
+    expect(events.at(-1)).toBe('mesh 3/3 nodes connected')
+  })
+
+  it('one node (a restart) reports how many of its peers it is connected to', async () => {
+    const all = await Promise.all(['node1', 'node2', 'node3'].map(fakeNode))
+    all[2]!.ready = true
+    all[2]!.connected = ['peer-node1']
+    const { events, opts } = options(all, {
+      targets: [all[2]!.state],
+      onMesh: (message) => {
+        events.push(message)
+        if (message === 'node3 connected to 1/2 peers') all[2]!.connected = ['peer-node1', 'peer-node2']
+      },
+    })
+    await waitForMesh(opts)
+    expect(events).toEqual(['ready node3', 'node3 connected to 1/2 peers', 'node3 connected to 2/2 peers'])
+  })
+
+  it('a node that exits ends the wait with its exit status', async () => {
+    const all = await Promise.all(['node1', 'node2'].map(fakeNode))
+    const children = new Map([['node2', all[1]!.proc]])
+    const { opts } = options(all, { children })
+    const waiting = waitForMesh(opts)
+    all[1]!.proc.kill('SIGKILL')
+    await expect(waiting).rejects.toThrow('node2 exited (signal SIGKILL)')
+  })
+
+  it('a node not running at all (no child of this process) ends the wait', async () => {
+    const all = await Promise.all(['node1', 'node2'].map(fakeNode))
+    all[1]!.proc.kill('SIGKILL')
+    await once(all[1]!.proc, 'exit')
+    const { opts } = options(all)
+    await expect(waitForMesh(opts)).rejects.toThrow('node2 exited (undefined)')
+  })
+
+  it('times out with the latest look at each node still pending', async () => {
+    const all = await Promise.all(['node1', 'node2'].map(fakeNode))
+    all[0]!.ready = true
+    const { opts } = options(all, { timeoutMs: 300 })
+    await expect(waitForMesh(opts)).rejects.toThrow('timeout: node1 /ready 200, node2 /ready 503')
+  })
+
+  it('stops at once when the caller aborts', async () => {
+    const all = await Promise.all(['node1'].map(fakeNode))
+    const ac = new AbortController()
+    const { opts } = options(all, { signal: ac.signal })
+    const waiting = waitForMesh(opts)
+    while (all[0]!.looks < 2) await new Promise((r) => setTimeout(r, 5))
+    ac.abort(new Error('stopped by the user'))
+    await expect(waiting).rejects.toThrow('stopped by the user')
+  })
+})
