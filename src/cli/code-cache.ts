@@ -33,6 +33,9 @@ import os from 'node:os'
 import { dirname, join } from 'node:path'
 import vm from 'node:vm'
 
+/** Where `loadBundle` leaves the state of its cache for the code it runs to read. */
+export const CODE_CACHE_STATE = Symbol.for('icn.codeCache')
+
 /** What happened to the code cache of one load. */
 export type CodeCacheState =
   /** V8 took the cache: little was compiled. */
@@ -121,6 +124,8 @@ export function loadBundle(path: string, opts: LoadOptions): BundleLoad {
         ? 'rejected'
         : 'used'
       : 'none'
+  // For the node's 'node running' log line (src/node/node.ts), which cannot import this file.
+  ;(globalThis as Record<symbol, unknown>)[CODE_CACHE_STATE] = cache
   const module = { exports: {} as Record<string, unknown> }
   const run = script.runInThisContext() as (...args: unknown[]) => void
   run.call(module.exports, module.exports, createRequire(path), module, path, dirname(path))

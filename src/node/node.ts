@@ -313,7 +313,16 @@ export class IcnNode {
       const bound = typeof addr === 'object' && addr ? addr.port : port
       this.apiAddress = `http://${host.includes(':') ? `[${host}]` : host}:${bound}`
       this.status = 'running'
-      log.info({ api: this.apiAddress, did: this.did }, 'node running')
+      log.info(
+        {
+          api: this.apiAddress,
+          did: this.did,
+          // How long the process took to get here, and whether bin/icn's code cache spared the compiling.
+          uptimeMs: Math.round(process.uptime() * 1000),
+          codeCache: (globalThis as Record<symbol, unknown>)[Symbol.for('icn.codeCache')],
+        },
+        'node running',
+      )
     } catch (err) {
       this.status = 'stopping'
       await this.teardown()

@@ -67,7 +67,7 @@ export function childEnv(changes: EnvChanges = {}): NodeJS.ProcessEnv {
 
 /** Spawn `node bin/icn ...args`, tracked for `killAll()`. stdout and stderr are pipes. */
 export function spawnIcn(args: string[], opts: Omit<RunOptions, 'timeoutMs'> = {}): ChildProcess {
-  if (!existsSync(join(REPO_ROOT, 'dist', 'icn.js')))
+  if (!['icn.js', 'node.cjs', 'loader.js'].every((f) => existsSync(join(REPO_ROOT, 'dist', f))))
     throw new Error('dist/ is missing: run `npm run build` before the sim tests')
   const child = spawn(process.execPath, [ICN_BIN, ...args], {
     cwd: opts.cwd ?? REPO_ROOT,
