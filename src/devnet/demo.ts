@@ -2,6 +2,7 @@ import { randomBytes } from 'node:crypto'
 import { mkdtemp } from 'node:fs/promises'
 import { tmpdir } from 'node:os'
 import { basename, join } from 'node:path'
+import { followEvents } from '../api/events.js'
 import { recordToJson, signRecord } from '../economics/index.js'
 import { resolvePassphrase } from '../identity/index.js'
 import { readMemberDir, unlockMemberDir } from '../node/member-dir.js'
@@ -375,35 +376,18 @@ function watchFor(node: DevnetNodeStatus): {
   const ctl = new AbortController()
   const seen = new Map<string, { at: number; origin: string }>()
   const waiters = new Map<string, (v: { at: number; origin: string }) => void>()
-  const ready = (async () => {
-    const res = await fetch(`${node.apiUrl}/v1/events`, { signal: ctl.signal })
-    if (!res.ok || !res.body) throw new Error(`${node.name}: /v1/events HTTP ${res.status}`)
-    const reader = res.body.pipeThrough(new TextDecoderStream()).getReader()
-    void (async () => {
-      let buf = ''
-      for (;;) {
-        const { value, done } = await reader.read()
-        if (done) return
-        const at = performance.now()
-        buf += value
-        let end = buf.indexOf('\n\n')
-        while (end >= 0) {
-          const data = buf
-            .slice(0, end)
-            .split('\n')
-            .find((l) => l.startsWith('data: '))
-          buf = buf.slice(end + 2)
-          end = buf.indexOf('\n\n')
-          if (!data) continue
-          const ev = JSON.parse(data.slice(6)) as { type: string; cid?: string; origin?: string }
-          if (ev.type !== 'block' || !ev.cid) continue
-          const hit = { at, origin: ev.origin ?? '?' }
-          seen.set(ev.cid, hit)
-          waiters.get(ev.cid)?.(hit)
-        }
-      }
-    })().catch(() => {})
-  })()
+  const ready = followEvents<{ type: string; cid?: string; origin?: string }>(
+    node.apiUrl,
+    ctl.signal,
+    (ev, at) => {
+      if (ev.type !== 'block' || !ev.cid) return
+      const hit = { at, origin: ev.origin ?? '?' }
+      seen.set(ev.cid, hit)
+      waiters.get(ev.cid)?.(hit)
+    },
+  ).catch((err: Error) => {
+    throw new Error(`${node.name}: ${err.message}`)
+  })
   return {
     ready,
     until: (cid, timeoutMs) =>
