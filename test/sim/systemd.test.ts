@@ -74,7 +74,7 @@ describe('deploy/systemd/icn.service', () => {
     expect(Number(m![1])).toBeLessThanOrEqual(2.0)
   })
 
-  it('runs as a dedicated user, writes only its data folder, and takes the passphrase as a credential', () => {
+  it('runs as a dedicated user, writes only its data and cache folders, and takes the passphrase as a credential', () => {
     const s = settings(readFileSync(UNIT, 'utf8'))
     expect(s.get('User')).toEqual(['icn'])
     expect(s.get('NoNewPrivileges')).toEqual(['true'])
@@ -84,6 +84,9 @@ describe('deploy/systemd/icn.service', () => {
     expect(s.get('CapabilityBoundingSet')).toEqual([''])
     expect(s.get('StateDirectory')).toEqual(['icn'])
     expect(s.get('ReadWritePaths')).toEqual(['/var/lib/icn'])
+    // and the code cache in the cache folder, where /tmp (PrivateTmp) would lose it at every restart
+    expect(s.get('CacheDirectory')).toEqual(['icn'])
+    expect(s.get('Environment')).toContain('ICN_CODE_CACHE_DIR=%C/icn')
     // V8's JIT needs W^X off; the unit must not set it
     expect(s.has('MemoryDenyWriteExecute')).toBe(false)
     const exec = s.get('ExecStart')?.[0] ?? ''
