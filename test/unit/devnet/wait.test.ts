@@ -24,6 +24,12 @@ interface FakeNode {
   hold?: Promise<void>
   /** /ready requests received. */
   looks: number
+  /** /v1/peers requests received. */
+  peersAsked: number
+  /** Open /v1/events streams (only with `events`; else /v1/events answers 404, as a node without it would). */
+  streams: http.ServerResponse[]
+  /** Send a Server-Sent Event to its open streams. */
+  emit: (event: Record<string, unknown>) => void
 }
 
 const nodes: FakeNode[] = []
@@ -36,7 +42,7 @@ afterEach(async () => {
   }
 })
 
-async function fakeNode(name: string): Promise<FakeNode> {
+async function fakeNode(name: string, opts: { events?: boolean } = {}): Promise<FakeNode> {
   const dataDir = `/tmp/icn-wait-test-${process.pid}-${name}`
   // The data folder is an argument, as in `icn node start --data-dir D`: nodeRunning() looks for it.
   const proc = spawn(process.execPath, ['-e', 'setInterval(() => {}, 1000)', dataDir], { stdio: 'ignore' })
@@ -46,12 +52,22 @@ async function fakeNode(name: string): Promise<FakeNode> {
     ready: false,
     connected: [],
     looks: 0,
+    peersAsked: 0,
+    streams: [],
+    emit: (event) => {
+      for (const r of n.streams) r.write(`data: ${JSON.stringify(event)}\n\n`)
+    },
     server: http.createServer(async (req, res) => {
       if (req.url === '/ready') {
         n.looks++
         if (n.hold) await n.hold
         res.writeHead(n.ready ? 200 : 503).end()
+      } else if (req.url === '/v1/events' && opts.events) {
+        res.writeHead(200, { 'content-type': 'text/event-stream' })
+        res.write(': open\n\n')
+        n.streams.push(res)
       } else if (req.url === '/v1/peers') {
+        n.peersAsked++
         res.writeHead(200, { 'content-type': 'application/json' })
         res.end(JSON.stringify({ peers: n.connected.map((peerId) => ({ peerId, connected: true })) }))
       } else res.writeHead(404).end()
@@ -75,6 +91,11 @@ async function fakeNode(name: string): Promise<FakeNode> {
   }
   nodes.push(n)
   return n
+}
+
+/** Resolves once `cond` holds, looked at every few milliseconds (the test's timeout bounds the wait). */
+async function until(cond: () => boolean): Promise<void> {
+  while (!cond()) await new Promise((r) => setTimeout(r, 2))
 }
 
 function meshAll(all: FakeNode[]): void {
@@ -105,7 +126,7 @@ function options(all: FakeNode[], extra: Partial<Parameters<typeof waitForMesh>[
 
 describe('waitForMesh', () => {
   it('resolves once every node is ready and connected to all the others, reporting each step', async () => {
-    const all = await Promise.all(['node1', 'node2', 'node3'].map(fakeNode))
+    const all = await Promise.all(['node1', 'node2', 'node3'].map((n) => fakeNode(n)))
     const { events, opts } = options(all, {
       onReady: (node) => {
         events.push(`ready ${node.name}`)
@@ -125,12 +146,13 @@ describe('waitForMesh', () => {
   })
 
   it('a node that does not answer does not hold back the looks at the others', async () => {
-    const all = await Promise.all(['node1', 'node2', 'node3'].map(fakeNode))
+    const all = await Promise.all(['node1', 'node2', 'node3'].map((n) => fakeNode(n)))
     let release!: () => void
     all[2]!.hold = new Promise<void>((r) => {
       release = r
     })
     meshAll(all)
+    let heldLooks = 0
     const { events, opts } = options(all, {
       onReady: (node) => {
         events.push(`ready ${node.name}`)
@@ -141,6 +163,7 @@ describe('waitForMesh', () => {
             if (all[0]!.looks > looksBefore + 2) {
               clearInterval(again)
               events.push('node1 looked at again while node3 held')
+              heldLooks = all[2]!.looks
               release()
             }
           }, 5)
@@ -153,12 +176,63 @@ describe('waitForMesh', () => {
     expect(events.indexOf('node1 looked at again while node3 held')).toBeLessThan(
       events.indexOf('ready node3'),
     )
-    expect(all[2]!.looks).toBe(1)
+    expect(heldLooks).toBe(1)
     expect(events.at(-1)).toBe('mesh 3/3 nodes connected')
   })
 
+  it('once a node is ready, its event stream says who connects: it is not asked again until the last look', async () => {
+    const all = await Promise.all(['node1', 'node2', 'node3'].map((n) => fakeNode(n, { events: true })))
+    for (const n of all) n.ready = true
+    // node1 is connected to node2 from the start (the snapshot taken once its stream is open shows it).
+    all[0]!.connected = ['peer-node2']
+    all[1]!.connected = ['peer-node1']
+    const { events, opts } = options(all)
+    const waiting = waitForMesh(opts)
+    // Each node: one look (ready), then its stream, then one snapshot of its peers.
+    await until(() => all.every((n) => n.streams.length === 1 && n.peersAsked === 2))
+    meshAll(all) // what /v1/peers answers to the confirming look
+    all[0]!.emit({ type: 'peer:connected', peerId: 'peer-node3', did: 'x', at: 1 })
+    all[1]!.emit({ type: 'peer:connected', peerId: 'peer-node3', did: 'x', at: 1 })
+    all[2]!.emit({ type: 'peer:connected', peerId: 'peer-node1', did: 'x', at: 1 })
+    all[2]!.emit({ type: 'block', cid: 'b1', at: 1 }) // other events change nothing
+    all[2]!.emit({ type: 'peer:connected', peerId: 'peer-node2', did: 'x', at: 1 })
+    await waiting
+    // Nobody was asked again while the events came (every 10 ms otherwise), only the one confirming look.
+    expect(all.map((n) => n.peersAsked)).toEqual([3, 3, 3])
+    expect(events.at(-1)).toBe('mesh 3/3 nodes connected')
+  })
+
+  it('a disconnect on the stream counts, and the confirming look is believed over the streams', async () => {
+    const all = await Promise.all(['node1', 'node2'].map((n) => fakeNode(n, { events: true })))
+    for (const n of all) n.ready = true
+    const { events, opts } = options(all)
+    let done = false
+    const waiting = waitForMesh(opts).then(() => {
+      done = true
+    })
+    await until(() => all.every((n) => n.streams.length === 1 && n.peersAsked === 2))
+    all[0]!.emit({ type: 'peer:connected', peerId: 'peer-node2', did: 'x', at: 1 })
+    all[0]!.emit({ type: 'peer:disconnected', peerId: 'peer-node2', did: 'x', at: 2 })
+    all[1]!.emit({ type: 'peer:connected', peerId: 'peer-node1', did: 'x', at: 1 })
+    await until(() => events.includes('mesh 1/2 nodes connected'))
+    // The streams now say both are connected, but node2, looked at, says otherwise: not done yet.
+    all[0]!.connected = ['peer-node2']
+    all[0]!.emit({ type: 'peer:connected', peerId: 'peer-node2', did: 'x', at: 3 })
+    // The streams' state is reported, the confirming look finds node2 unconnected, and that is reported.
+    await until(() => {
+      const streamsSaid = events.indexOf('mesh 2/2 nodes connected')
+      return streamsSaid >= 0 && events.lastIndexOf('mesh 1/2 nodes connected') > streamsSaid
+    })
+    expect(all[1]!.peersAsked).toBe(3)
+    expect(done).toBe(false)
+    all[1]!.connected = ['peer-node1']
+    all[1]!.emit({ type: 'peer:connected', peerId: 'peer-node1', did: 'x', at: 4 })
+    await waiting
+    expect(events.at(-1)).toBe('mesh 2/2 nodes connected')
+  })
+
   it('one node (a restart) reports how many of its peers it is connected to', async () => {
-    const all = await Promise.all(['node1', 'node2', 'node3'].map(fakeNode))
+    const all = await Promise.all(['node1', 'node2', 'node3'].map((n) => fakeNode(n)))
     all[2]!.ready = true
     all[2]!.connected = ['peer-node1']
     const { events, opts } = options(all, {
@@ -173,7 +247,7 @@ describe('waitForMesh', () => {
   })
 
   it('a node that exits ends the wait with its exit status', async () => {
-    const all = await Promise.all(['node1', 'node2'].map(fakeNode))
+    const all = await Promise.all(['node1', 'node2'].map((n) => fakeNode(n)))
     const children = new Map([['node2', all[1]!.proc]])
     const { opts } = options(all, { children })
     const waiting = waitForMesh(opts)
@@ -182,7 +256,7 @@ describe('waitForMesh', () => {
   })
 
   it('a node not running at all (no child of this process) ends the wait', async () => {
-    const all = await Promise.all(['node1', 'node2'].map(fakeNode))
+    const all = await Promise.all(['node1', 'node2'].map((n) => fakeNode(n)))
     all[1]!.proc.kill('SIGKILL')
     await once(all[1]!.proc, 'exit')
     const { opts } = options(all)
@@ -190,14 +264,14 @@ describe('waitForMesh', () => {
   })
 
   it('times out with the latest look at each node still pending', async () => {
-    const all = await Promise.all(['node1', 'node2'].map(fakeNode))
+    const all = await Promise.all(['node1', 'node2'].map((n) => fakeNode(n)))
     all[0]!.ready = true
     const { opts } = options(all, { timeoutMs: 300 })
     await expect(waitForMesh(opts)).rejects.toThrow('timeout: node1 /ready 200, node2 /ready 503')
   })
 
   it('stops at once when the caller aborts', async () => {
-    const all = await Promise.all(['node1'].map(fakeNode))
+    const all = await Promise.all(['node1'].map((n) => fakeNode(n)))
     const ac = new AbortController()
     const { opts } = options(all, { signal: ac.signal })
     const waiting = waitForMesh(opts)
