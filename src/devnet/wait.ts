@@ -159,29 +159,38 @@ export async function waitForMesh(o: MeshWaitOptions): Promise<number> {
       report() // what the looks found instead
     }
 
-    /** Follow a ready node's peer events; false if its stream cannot be opened. */
+    /** Follow a ready node's peer events; false (and the stream closed) if it cannot be followed. */
     const follow = async (node: DevnetNodeState): Promise<boolean> => {
       const connected = new Set<string>()
       const asReady = (): NodeProbe => ({ ready: true, readyDetail: '/ready 200', connected: [...connected] })
+      const own = new AbortController()
+      const streamSignal = AbortSignal.any([signal, own.signal])
+      let ended = false
       try {
         await followEvents<{ type?: string; peerId?: string }>(
           node.apiUrl,
-          signal,
+          streamSignal,
           (ev) => {
             if (typeof ev.peerId !== 'string') return
             if (ev.type === 'peer:connected') connected.add(ev.peerId)
             else if (ev.type === 'peer:disconnected') connected.delete(ev.peerId)
             else return
-            if (following.has(node.name)) record(node, asReady())
+            if (following.get(node.name) === connected) record(node, asReady())
           },
-          () => following.delete(node.name),
+          () => {
+            ended = true
+            if (following.get(node.name) === connected) following.delete(node.name)
+          },
         )
       } catch {
         return false
       }
       // Who connected before the stream opened.
       const snapshot = await probeNode(node.apiUrl, { timeoutMs: LOOK_TIMEOUT_MS, signal })
-      if (!snapshot.ready) return false
+      if (!snapshot.ready || ended) {
+        own.abort()
+        return false
+      }
       for (const p of snapshot.connected) connected.add(p)
       following.set(node.name, connected)
       record(node, asReady())
