@@ -9,10 +9,12 @@
  * but writes the cache right after the first compile, so it holds little more than the top-level code, and Node
  * 20 has no such cache for ES modules at all.
  *
- * The cache is written at the exit of a process that found none (or had it rejected: another V8, other V8
- * flags), so it holds what that run compiled. There is one per role (so far only `node`), each keyed by the
- * bundle's path, size and modification time (V8 itself checks only the source's length), the Node version and
- * the architecture; the newest 8 per role and Node version are kept. Caches live in a folder of this user's
+ * The cache is written when a node that found none (or had it rejected: another V8, other V8 flags) stops
+ * gracefully (its stop calls `save`), so it holds what a whole run compiled; a start that fails (a wrong
+ * passphrase, a bad flag) writes none, lest its few functions become the cache every later start takes. There
+ * is one per role (so far only `node`), each keyed by the bundle's path, size and modification time (V8 itself
+ * checks only the source's length), the Node version and the architecture; the newest 8 per role and Node
+ * version are kept. Caches live in a folder of this user's
  * own (`$TMPDIR/icn-code-cache-<uid>`, mode 0700, refused if another user owns it or others may write to it,
  * as a cache file is code this process runs). Anything wrong with a cache (missing, unreadable, rejected)
  * costs only the compile it would have saved: it never stops the command. `NODE_DISABLE_COMPILE_CACHE=1`
@@ -33,16 +35,23 @@ import os from 'node:os'
 import { dirname, join } from 'node:path'
 import vm from 'node:vm'
 
-/** Where `loadBundle` leaves the state of its cache for the code it runs to read. */
-export const CODE_CACHE_STATE = Symbol.for('icn.codeCache')
+/** Where `loadBundle` leaves a `CodeCacheHandle` for the code it runs (which cannot import this file). */
+export const CODE_CACHE = Symbol.for('icn.codeCache')
+
+/** What the bundle finds at `globalThis[CODE_CACHE]`. */
+export interface CodeCacheHandle {
+  state: CodeCacheState
+  /** Write the cache now if this load found none or had it rejected (a node calls it when it stops). */
+  save(): void
+}
 
 /** What happened to the code cache of one load. */
 export type CodeCacheState =
   /** V8 took the cache: little was compiled. */
   | 'used'
-  /** A cache was there but V8 refused it (another V8 or other flags); a new one is written at exit. */
+  /** A cache was there but V8 refused it (another V8 or other flags); `save` writes a new one. */
   | 'rejected'
-  /** No cache yet; one is written at exit. */
+  /** No cache yet; `save` writes one. */
   | 'none'
   /** Turned off (NODE_DISABLE_COMPILE_CACHE), or no usable folder for it. */
   | 'off'
@@ -53,7 +62,7 @@ export interface BundleLoad {
   cache: CodeCacheState
   /** The cache file of this load (absent when `off`). */
   cacheFile?: string
-  /** Write the cache if this load found none or had it rejected (`loadBundle` has it done at process exit). */
+  /** Write the cache if this load found none or had it rejected. */
   save(): void
 }
 
@@ -124,12 +133,6 @@ export function loadBundle(path: string, opts: LoadOptions): BundleLoad {
         ? 'rejected'
         : 'used'
       : 'none'
-  // For the node's 'node running' log line (src/node/node.ts), which cannot import this file.
-  ;(globalThis as Record<symbol, unknown>)[CODE_CACHE_STATE] = cache
-  const module = { exports: {} as Record<string, unknown> }
-  const run = script.runInThisContext() as (...args: unknown[]) => void
-  run.call(module.exports, module.exports, createRequire(path), module, path, dirname(path))
-
   let saved = false
   const save = () => {
     if (saved || !cacheFile || cache === 'used' || cache === 'off') return
@@ -147,7 +150,11 @@ export function loadBundle(path: string, opts: LoadOptions): BundleLoad {
       }
     }
   }
-  process.once('exit', save)
+  // For the node: its 'node running' log line, and its stop, which calls save.
+  ;(globalThis as Record<symbol, unknown>)[CODE_CACHE] = { state: cache, save } satisfies CodeCacheHandle
+  const module = { exports: {} as Record<string, unknown> }
+  const run = script.runInThisContext() as (...args: unknown[]) => void
+  run.call(module.exports, module.exports, createRequire(path), module, path, dirname(path))
   return { exports: module.exports, cache, ...(cacheFile ? { cacheFile } : {}), save }
 }
 

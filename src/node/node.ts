@@ -319,7 +319,11 @@ export class IcnNode {
           did: this.did,
           // How long the process took to get here, and whether bin/icn's code cache spared the compiling.
           uptimeMs: Math.round(process.uptime() * 1000),
-          codeCache: (globalThis as Record<symbol, unknown>)[Symbol.for('icn.codeCache')],
+          codeCache: (
+            (globalThis as Record<symbol, unknown>)[Symbol.for('icn.codeCache')] as
+              | { state?: string }
+              | undefined
+          )?.state,
         },
         'node running',
       )

@@ -162,7 +162,10 @@ async function startNode(opts: StartOpts): Promise<void> {
         .stop()
         .then(() => removeRunningNode(dataDir, process.pid))
         .then(cleanup)
-        .then(() => process.exit(0))
+        .then(() => {
+          saveCodeCache()
+          process.exit(0)
+        })
         .catch((err: unknown) => {
           logger.error({ err }, 'stop failed')
           process.exit(1)
@@ -217,4 +220,14 @@ async function startNode(opts: StartOpts): Promise<void> {
     throw err
   }
   await new Promise<void>(() => {})
+}
+
+/**
+ * Have bin/icn's code cache written, if this start found none: after a whole run it holds what a node compiles
+ * (see src/cli/code-cache.ts; nothing to do when the node was not started through bin/icn).
+ */
+function saveCodeCache(): void {
+  ;(
+    (globalThis as Record<symbol, unknown>)[Symbol.for('icn.codeCache')] as { save?: () => void } | undefined
+  )?.save?.()
 }
