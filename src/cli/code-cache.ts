@@ -69,7 +69,6 @@ export interface BundleLoad {
 export interface LoadOptions {
   /** What the process runs (`node` for `icn node start`): each role has its own cache. */
   role: string
-  env?: NodeJS.ProcessEnv
   /** Where the caches live (default: ICN_CODE_CACHE_DIR, else `$TMPDIR/icn-code-cache-<uid>`). */
   cacheDir?: string
 }
@@ -92,7 +91,7 @@ function ownFolder(dir: string): string | undefined {
 }
 
 function cacheFolder(opts: LoadOptions): string | undefined {
-  const env = opts.env ?? process.env
+  const env = process.env
   if (env.NODE_DISABLE_COMPILE_CACHE) return undefined
   const dir =
     opts.cacheDir ??
