@@ -37,6 +37,25 @@ function failure(err: unknown, sql: string): unknown {
   })
 }
 
+/** Names of the prepared statements, by SQL text (the same text gets the same name on every client). */
+const statementNames = new Map<string, string>()
+/** Statement texts are few (the code's, with IN lists padded to a few sizes); past this many, stop naming. */
+const MAX_NAMED = 2_000
+
+/**
+ * The statement's name: the server parses and plans a named statement once per connection (node-postgres keeps
+ * which it prepared), where an unnamed one is parsed and planned at every call. Multi-row inserts of a few hundred
+ * placeholders took a large part of their time in that.
+ */
+function statementName(sql: string): string | undefined {
+  let name = statementNames.get(sql)
+  if (name === undefined && statementNames.size < MAX_NAMED) {
+    name = `icn_q${statementNames.size}`
+    statementNames.set(sql, name)
+  }
+  return name
+}
+
 /** Queries on one client; `open()` says whether the client may still be used (deadline, transaction over). */
 export function clientQueries(
   client: pg.ClientBase,
@@ -45,10 +64,11 @@ export function clientQueries(
 ): SqlQueries {
   const closed = (): SqlError => new SqlError('transaction is over')
   return {
+    dialect: 'postgres',
     async query(sql: string, params: readonly unknown[] = []): Promise<SqlRow[]> {
       if (!open()) throw closed()
       try {
-        const res = await client.query({ text: sql, values: [...params], types })
+        const res = await client.query({ name: statementName(sql), text: sql, values: [...params], types })
         return res.rows as SqlRow[]
       } catch (err) {
         throw failure(err, sql)

@@ -26,7 +26,7 @@ import {
   RETRYABLE,
   type Row,
 } from './postgres-sql.js'
-import type { SqlAccess, SqlQueries, SqlRow } from './sql-access.js'
+import type { SqlAccess, SqlQueries, SqlRow, TransactionOptions } from './sql-access.js'
 import type { AbortOptions, ChainHead, Evidence, GcOptions, StoreStats } from './store.js'
 
 export interface PostgresStoreOptions {
@@ -521,21 +521,32 @@ export class PostgresBlockStore extends AbstractBlockStore {
           return undefined
         })
       },
-      transaction: async <T>(fn: (tx: SqlQueries) => Promise<T>): Promise<T> => {
+      transaction: async <T>(
+        fn: (tx: SqlQueries) => Promise<T>,
+        options: TransactionOptions = {},
+      ): Promise<T> => {
         this.p()
         const lock = await this.holdLock('sql')
         return this.run('sql', async (client, live) => {
           let open = true
           const tx = clientQueries(client, types, () => open && live())
-          await client.query('BEGIN')
           try {
-            if (lock) {
-              const res = await client.query(
-                `SELECT EXISTS (SELECT 1 FROM pg_locks WHERE locktype = 'advisory' AND granted AND objsubid = 1
-                   AND pid = $1 AND classid = $2 AND objid = $3) AS held`,
-                [lock.pid, lock.classid, lock.objid],
+            // One round trip: begin, check the identity lock, take the transaction's own lock.
+            const first = ['BEGIN']
+            if (lock)
+              first.push(`SELECT EXISTS (SELECT 1 FROM pg_locks WHERE locktype = 'advisory' AND granted
+                AND objsubid = 1 AND pid = ${Math.floor(lock.pid)} AND classid = ${Math.floor(lock.classid)}
+                AND objid = ${Math.floor(lock.objid)}) AS held`)
+            if (options.lockKey !== undefined)
+              first.push(
+                `SELECT pg_advisory_xact_lock(hashtextextended(${client.escapeLiteral(options.lockKey)}, 0))`,
               )
-              if ((res.rows[0] as Row | undefined)?.held !== true) throw new LockNotHeld()
+            const results = (await client.query(first.join(';\n'))) as unknown as
+              | pg.QueryResult[]
+              | pg.QueryResult
+            if (lock) {
+              const held = (Array.isArray(results) ? results[1] : undefined)?.rows[0] as Row | undefined
+              if (held?.held !== true) throw new LockNotHeld()
             }
             const result = await fn(tx)
             open = false

@@ -10,18 +10,27 @@
 export type SqlRow = Record<string, unknown>
 
 export interface SqlQueries {
+  /** The SQL the statements are in, for the few that differ (e.g. bulk inserts). */
+  readonly dialect: 'sqlite' | 'postgres'
   /** Run one statement; rows for a query (empty for statements that return none). */
   query(sql: string, params?: readonly unknown[]): Promise<SqlRow[]>
   /** Run several statements separated by `;` with no parameters (migrations). */
   exec(sql: string): Promise<void>
 }
 
+export interface TransactionOptions {
+  /**
+   * Take this transaction-scoped lock first (PostgreSQL: `pg_advisory_xact_lock` on the key's hash, in the
+   * transaction's first round trip; SQLite: nothing, its store is one process's alone).
+   */
+  lockKey?: string
+}
+
 export interface SqlAccess extends SqlQueries {
-  readonly dialect: 'sqlite' | 'postgres'
   /**
    * Run `fn` in one transaction: committed when it resolves, rolled back when it throws (the error is
    * rethrown). On SQLite, transactions and the store's own block commits never interleave on the shared
    * connection. Deadline-bound on PostgreSQL like every store operation (StoreUnavailableError past it).
    */
-  transaction<T>(fn: (tx: SqlQueries) => Promise<T>): Promise<T>
+  transaction<T>(fn: (tx: SqlQueries) => Promise<T>, options?: TransactionOptions): Promise<T>
 }

@@ -59,6 +59,7 @@ function failure(err: unknown, sql: string): unknown {
 
 /** Statements on `db()` (throws StoreClosedError when closed); the caller holds the mutex. */
 class SqliteQueries implements SqlQueries {
+  readonly dialect = 'sqlite' as const
   private readonly cache = new Map<string, Prepared>()
 
   constructor(private readonly db: () => Database.Database) {}
@@ -152,6 +153,7 @@ export class SqliteAccess implements SqlAccess {
       // The transaction's handle works only while it is open: a fold that keeps it and writes later fails.
       let open = true
       const tx: SqlQueries = {
+        dialect: 'sqlite',
         query: async (sql, params) => {
           if (!open) throw new SqlError('transaction is over')
           return this.q.querySync(sql, params)

@@ -267,22 +267,40 @@ export async function insertEntry(
   )
 }
 
-/** Multi-row INSERTs in chunks of INSERT_CHUNKS sizes (15 columns × 256 rows stays below both backends' limits). */
+/**
+ * Insert `rows` (values in `columns` order) into `table`, then `tail` (e.g. an ON CONFLICT clause).
+ * PostgreSQL: one statement whatever the count, the rows sent as one JSON parameter and typed by the table's own
+ * row type (`json_populate_recordset`): each statement is a round trip, and a block's fold writes hundreds of
+ * rows. SQLite (in process, no round trips): multi-row INSERTs in chunks of INSERT_CHUNKS sizes (15 columns ×
+ * 256 rows stays below its limit on placeholders).
+ */
 async function insertRows(
   q: SqlQueries,
-  head: string,
-  columns: number,
+  table: string,
+  columns: string,
   rows: unknown[][],
   tail = '',
 ): Promise<void> {
+  if (rows.length === 0) return
+  const names = columns.split(',').map((c) => c.trim())
+  if (q.dialect === 'postgres') {
+    const text = memo(`insert json ${table} ${columns}${tail}`, () => {
+      const list = names.join(', ')
+      // WHERE true: without it, the ON of a tail's ON CONFLICT could be read as a join condition.
+      return `INSERT INTO ${table} (${list}) SELECT ${list} FROM json_populate_recordset(NULL::${table}, $1::json) WHERE true${tail}`
+    })
+    const objects = rows.map((r) => Object.fromEntries(names.map((n, i) => [n, r[i]])))
+    await q.query(text, [JSON.stringify(objects)])
+    return
+  }
   let i = 0
   while (i < rows.length) {
     const size = INSERT_CHUNKS.find((c) => c <= rows.length - i)!
     const part = rows.slice(i, i + size)
     i += size
-    const text = memo(`insert ${size} ${columns} ${head}${tail}`, () => {
-      const values = part.map((_, r) => `(${placeholders(columns, r * columns)})`).join(', ')
-      return `${head} VALUES ${values}${tail}`
+    const text = memo(`insert ${size} ${table} ${columns}${tail}`, () => {
+      const values = part.map((_, r) => `(${placeholders(names.length, r * names.length)})`).join(', ')
+      return `INSERT INTO ${table} (${columns}) VALUES ${values}${tail}`
     })
     await q.query(text, part.flat())
   }
@@ -333,8 +351,8 @@ export async function saveFolded(q: SqlQueries, rows: FoldedRows): Promise<void>
   }
   await insertRows(
     q,
-    `INSERT INTO ledger_accounts (${ACCOUNT_COLUMNS})`,
-    12,
+    'ledger_accounts',
+    ACCOUNT_COLUMNS,
     [...sums.values()].map((e) => [
       e.account,
       '',
@@ -360,9 +378,8 @@ export async function saveFolded(q: SqlQueries, rows: FoldedRows): Promise<void>
   )
   await insertRows(
     q,
-    `INSERT INTO ledger_entries (chain, seq, idx, account, ts, op, allocated, regenerated, received, sent, burned,
-       pool, held, mana, mana_ts)`,
-    15,
+    'ledger_entries',
+    'chain, seq, idx, account, ts, op, allocated, regenerated, received, sent, burned, pool, held, mana, mana_ts',
     rows.entries.map(({ where: w, entry: e }) => [
       w.chain,
       w.seq,
@@ -383,15 +400,15 @@ export async function saveFolded(q: SqlQueries, rows: FoldedRows): Promise<void>
   )
   await insertRows(
     q,
-    'INSERT INTO ledger_nonces (key, member, expires)',
-    3,
+    'ledger_nonces',
+    'key, member, expires',
     rows.nonces.map((n) => [nonceKey(n.member, n.nonce), n.member, n.expires]),
   )
   for (const h of rows.holds) await saveHold(q, h)
   await insertRows(
     q,
-    'INSERT INTO ledger_ops (chain, seq, idx, op, member, outcome, code, reason)',
-    8,
+    'ledger_ops',
+    'chain, seq, idx, op, member, outcome, code, reason',
     rows.ops.map((o) => [o.chain, o.seq, o.idx, o.op, o.member, o.outcome, o.code, o.reason]),
   )
 }

@@ -281,12 +281,7 @@ export class ProjectionRunner {
    * SQLite is one process's alone (its exclusive lock): nothing to take.
    */
   private lockedTx<T>(key: string, fn: (tx: SqlQueries) => Promise<T>): Promise<T> {
-    const sql = this.sql
-    return sql.transaction(async (tx) => {
-      if (sql.dialect === 'postgres')
-        await tx.query('SELECT pg_advisory_xact_lock(hashtextextended($1, 0))', [`icn:state:${key}`])
-      return fn(tx)
-    })
+    return this.sql.transaction(fn, { lockKey: `icn:state:${key}` })
   }
 
   private schema(): SchemaContext {
