@@ -172,6 +172,34 @@ export async function loadView(
 }
 
 /**
+ * Add to `view` what `ops` need that it does not hold yet: holds and accounts by key, and which of the ops'
+ * nonces the folded state has used. For the writer's view kept between its batches (the folded state plus
+ * what its written blocks not folded yet did): what the view holds already is newer than the tables.
+ */
+export async function extendView(q: SqlQueries, view: LedgerView, ops: LedgerOp[]): Promise<void> {
+  const keys = keysOf(ops)
+  const holds = await loadHolds(
+    q,
+    [...keys.holds].filter((id) => !view.holds.has(id)),
+  )
+  for (const [id, h] of holds) view.holds.set(id, h)
+  for (const id of keys.holds) {
+    const h = view.holds.get(id)
+    if (h) keys.accounts.add(h.account)
+  }
+  const accounts = await loadAccounts(
+    q,
+    [...keys.accounts].filter((did) => !view.accounts.has(did)),
+  )
+  for (const [did, a] of accounts) view.accounts.set(did, a)
+  for (const key of await loadNonces(
+    q,
+    [...keys.nonces].filter((k) => !view.nonces.has(k)),
+  ))
+    view.nonces.add(key)
+}
+
+/**
  * The account an op is about, for its `ledger_ops` row. A release or settlement names a hold: only a hold of
  * this chain counts (one of another chain may or may not be folded yet here, which would make the row depend on
  * arrival order).
@@ -189,6 +217,17 @@ export type LedgerFoldListener = (event: {
   ts: number
   ops: { idx: number; op: LedgerOp; code: string | null }[]
 }) => void
+
+/** The folds of one transaction: a view and the last folded position per chain, and the rows to write. */
+interface TxBatch {
+  views: Map<string, LedgerView>
+  chains: Map<string, { seq: number; ts: number }>
+  rows: FoldedRows
+}
+
+function emptyRows(): FoldedRows {
+  return { entries: [], nonces: [], holds: [], ops: [] }
+}
 
 /**
  * The ledger projection: folds every node's ledger chain. Rules (docs/protocol.md "Ledger"): a block whose time
@@ -212,6 +251,8 @@ export function ledgerProjection(
   } = {},
 ): Projection {
   const nodes = new Set(s.nodes)
+  /** What the folds of each open transaction gathered (dropped with the transaction's handle). */
+  const pending = new WeakMap<SqlQueries, TxBatch>()
   return {
     name: 'economics.ledger',
     version: 1,
@@ -242,7 +283,18 @@ export function ledgerProjection(
     async fold(ctx: FoldContext): Promise<FoldOutcome> {
       const { tx, block } = ctx
       const ts = block.ts
-      const last = await chainState(tx, block.chain)
+      // The blocks of one transaction fold onto one view per chain; their rows are written once, at the end.
+      let batch = pending.get(tx)
+      if (!batch) {
+        const b: TxBatch = { views: new Map(), chains: new Map(), rows: emptyRows() }
+        pending.set(tx, b)
+        ctx.beforeCommit(async () => {
+          await saveFolded(tx, b.rows)
+          for (const [chain, c] of b.chains) await saveChainState(tx, chain, c.seq, c.ts)
+        })
+        batch = b
+      }
+      const last = batch.chains.get(block.chain) ?? (await chainState(tx, block.chain))
       const floor = Math.max(s.genesisTs, last?.ts ?? s.genesisTs)
       if (ts < floor) {
         const onRejected = hooks.onRejectedBlock
@@ -260,10 +312,17 @@ export function ledgerProjection(
           reason: `block time ${new Date(ts).toISOString()} is more than ledgerSkewMs ahead of this node's clock`,
         }
       const ops = (block.body as { ops: LedgerOp[] }).ops
-      const view = await loadView(tx, s, block.chain, ts, ops)
+      let view = batch.views.get(block.chain)
+      if (view) {
+        view.ts = ts
+        await extendView(tx, view, ops)
+      } else {
+        view = await loadView(tx, s, block.chain, ts, ops)
+        batch.views.set(block.chain, view)
+      }
       const folded: { idx: number; op: LedgerOp; code: string | null }[] = []
-      // The ops run one by one on the view; what they change is written once for the whole block.
-      const rows: FoldedRows = { entries: [], nonces: [], holds: [], ops: [] }
+      // The ops run one by one on the view; what they change is written once for the whole transaction.
+      const rows = batch.rows
       const checks: Record<CheckResult, number> = { verified: 0, cached: 0, invalid: 0 }
       const signatureValid = (record: SignedRecord): boolean => {
         const result = checkRecordSignature(record, hooks.verified)
@@ -288,8 +347,7 @@ export function ledgerProjection(
           folded.push({ idx, op, code: err.code })
         }
       }
-      await saveFolded(tx, rows)
-      await saveChainState(tx, block.chain, block.seq, ts)
+      batch.chains.set(block.chain, { seq: block.seq, ts })
       const event = { chain: block.chain, seq: block.seq, cid: ctx.cid.toString(), ts, ops: folded }
       const onFolded = hooks.onFolded
       if (onFolded) ctx.afterCommit(() => onFolded(event))

@@ -72,6 +72,13 @@ export interface FoldContext {
    * world (events, metrics) about what is now true. Errors thrown by `fn` are logged and dropped.
    */
   afterCommit(fn: () => void): void
+  /**
+   * Run `fn` once every block of this transaction is folded, before the transaction commits (never if an
+   * earlier fold threw): for writing, in a few statements, what the folds of several blocks gathered. A fold
+   * that defers its writes this way must read its own unwritten rows from what it gathered, not the tables.
+   * A throw is a fault, as in `fold`.
+   */
+  beforeCommit(fn: () => Promise<void>): void
 }
 
 export interface Projection {

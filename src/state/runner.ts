@@ -613,6 +613,7 @@ export class ProjectionRunner {
     let last: { seq: number; cid: string } | undefined
     let deferred: { seq: number; cid: string; untilMs: number; reason: string } | undefined
     const name = r.p.name
+    const beforeCommit: (() => Promise<void>)[] = []
     for (const b of blocks) {
       const block = b.block ?? decodeSignedBlock(b.bytes)
       const cid = b.cid.toString()
@@ -635,6 +636,7 @@ export class ProjectionRunner {
           now: this.clock.now(),
           own: block.author === this.did,
           afterCommit: (fn) => committed.push(fn),
+          beforeCommit: (fn) => beforeCommit.push(fn),
         })
       if (outcome.status === 'deferred') {
         counts.deferred++
@@ -654,6 +656,7 @@ export class ProjectionRunner {
       counts[outcome.status]++
       last = { seq: block.seq, cid }
     }
+    for (const fn of beforeCommit) await fn()
     if (last)
       await tx.query(
         `INSERT INTO state_cursors (projection, chain, seq, cid) VALUES ($1, $2, $3, $4)

@@ -458,6 +458,60 @@ describe('ProjectionRunner: outcomes', () => {
     expect((await metrics.projectionUp.get()).values[0]?.value).toBe(1)
   })
 
+  it.each(['sqlite', 'postgres'] as const)(
+    'beforeCommit runs once the transaction’s blocks are folded, in it; one that throws commits nothing (%s)',
+    async (kind) => {
+      const store = await openStore(await backend(kind))
+      const alice = Signer.generate()
+      const chain = values(alice)
+      const hooks: FixtureHooks = {}
+      const perTx = new WeakMap<object, number[]>()
+      const flushed: number[][] = []
+      let failing = false
+      hooks.beforeFold = (ctx) => {
+        const mine = perTx.get(ctx.tx)
+        if (mine) {
+          mine.push(ctx.block.seq)
+          return
+        }
+        const folded = [ctx.block.seq]
+        perTx.set(ctx.tx, folded)
+        ctx.beforeCommit(async () => {
+          if (failing) throw new Error('flush failed')
+          // Written in the fold's transaction: committed with the blocks' rows and the cursor, or not at all.
+          await ctx.tx.query('UPDATE fixture_totals SET blocks = blocks + 1000 WHERE k = $1', ['all'])
+          flushed.push(folded)
+        })
+      }
+      const r = runnerFor(store, [valueProjection(hooks)], {
+        options: { batchBlocks: 4, retryMinMs: 60_000 },
+      })
+      await r.start()
+      const blocks = fixtureChain(
+        alice,
+        chain,
+        [1, 2, 3, 4, 5, 6, 7, 8].map((n) => ({ n })),
+      )
+      await store.putMany(blocks.slice(0, 6))
+      await r.waitFor(chain, 5)
+      // Six blocks, four per transaction: two transactions, each hook after all of its blocks.
+      expect(flushed).toEqual([
+        [0, 1, 2, 3],
+        [4, 5],
+      ])
+      expect((await r.dump()).fixture_totals).toEqual([{ k: 'all', blocks: 2006, total: 21 }])
+
+      failing = true
+      const fault = r.waitFor(chain, 7)
+      await store.putMany(blocks.slice(6))
+      await expect(fault).rejects.toMatchObject({ code: 'PROJECTION_FAULTED' })
+      expect(r.status().detail).toContain('flush failed')
+      // Nothing of the failed transaction: neither the blocks' rows nor the cursor moved.
+      expect((await r.dump()).fixture_totals).toEqual([{ k: 'all', blocks: 2006, total: 21 }])
+      expect(r.status().ready).toBe(false)
+    },
+  )
+
   it('a version change clears the module and refolds it from the blocks', async () => {
     const b = await backend('sqlite')
     const store = await openStore(b)
