@@ -30,7 +30,6 @@ import {
   loadHolds,
   loadNonces,
   nonceKey,
-  saveChainState,
   saveFolded,
 } from './tables.js'
 
@@ -289,8 +288,7 @@ export function ledgerProjection(
         const b: TxBatch = { views: new Map(), chains: new Map(), rows: emptyRows() }
         pending.set(tx, b)
         ctx.beforeCommit(async () => {
-          await saveFolded(tx, b.rows)
-          for (const [chain, c] of b.chains) await saveChainState(tx, chain, c.seq, c.ts)
+          await saveFolded(tx, b.rows, b.chains)
         })
         batch = b
       }

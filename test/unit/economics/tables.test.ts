@@ -6,7 +6,7 @@ import type { BlockStore } from '../../../src/dag/index.js'
 import { SqliteBlockStore } from '../../../src/dag/index.js'
 import { PostgresBlockStore } from '../../../src/dag/postgres.js'
 import type { SqlQueries } from '../../../src/dag/sql-access.js'
-import type { AccountState, Entry } from '../../../src/economics/rules.js'
+import type { AccountState, Entry, HoldState } from '../../../src/economics/rules.js'
 import {
   accountsWithEntriesAfter,
   applyEntry,
@@ -17,7 +17,9 @@ import {
   insertOp,
   loadAccounts,
   loadNonces,
+  saveChainState,
   saveFolded,
+  saveHold,
 } from '../../../src/economics/tables.js'
 import { createTestDatabase, type TestDatabase } from '../../helpers/pg.js'
 
@@ -51,7 +53,9 @@ function rows(n: number): FoldedRows {
     const from = ACCOUNTS[idx % 3]!
     const to = ACCOUNTS[(idx * 7 + 1) % 4]!
     if (idx % 5 === 4) {
-      out.ops.push({ ...where, member: from, outcome: 'rejected', code: 'NONCE_REUSED', reason: 'again' })
+      // Quotes, backslashes and non-ASCII go through PostgreSQL's literals unchanged.
+      const reason = `again: it's \\ "${idx}" \\\\n ü ✓`
+      out.ops.push({ ...where, member: from, outcome: 'rejected', code: 'NONCE_REUSED', reason })
       continue
     }
     const debit: Entry = {
@@ -78,15 +82,38 @@ function rows(n: number): FoldedRows {
     out.entries.push({ where, entry: debit }, { where, entry: credit })
     out.nonces.push({ member: from, nonce: `nonce-${idx}`, expires: 9_000 + idx })
     out.ops.push({ ...where, member: from, outcome: 'applied', code: null, reason: null })
+    if (idx % 7 === 3) {
+      // A hold opened, and every other one settled later in the same rows: written as it ended.
+      const hold: HoldState = {
+        id: `${from} hold-${idx}`,
+        account: from,
+        chain: where.chain,
+        amount: idx + 1,
+        purpose: `job '${idx}' \\ ok`,
+        status: 'open',
+        paid: 0,
+        payee: null,
+      }
+      out.holds.push(hold)
+      if (idx % 2 === 1) out.holds.push({ ...hold, status: 'settled', paid: 1, payee: 'treasury' })
+    }
   }
   return out
 }
+
+/** The chains' last folded positions the rows go with. */
+const CHAINS = new Map([
+  ['did:node/ledger', { seq: 3, ts: 1_336 }],
+  ['did:other/ledger', { seq: 9, ts: 1_200 }],
+])
 
 /** The same rows the way the fold wrote them before saveFolded: statement by statement, op by op. */
 async function saveOneByOne(q: SqlQueries, r: FoldedRows): Promise<void> {
   for (const { where, entry } of r.entries) await applyEntry(q, where, entry)
   for (const n of r.nonces) await insertNonce(q, n)
+  for (const h of r.holds) await saveHold(q, h)
   for (const o of r.ops) await insertOp(q, o)
+  for (const [chain, c] of CHAINS) await saveChainState(q, chain, c.seq, c.ts)
 }
 
 async function dump(q: SqlQueries): Promise<Record<string, unknown[]>> {
@@ -150,9 +177,11 @@ describe.each(backends)('ledger tables on $name', (backend) => {
     const [one, batched] = [await fresh(), await fresh()]
     const r = rows(n)
     await saveOneByOne(one, r)
-    await saveFolded(batched, r)
+    await saveFolded(batched, r, CHAINS)
     const expected = await dump(one)
     expect(expected.ledger_entries!.length).toBe(r.entries.length)
+    expect(expected.ledger_chains!.length).toBe(2)
+    if (n > 5) expect(expected.ledger_holds!.length).toBeGreaterThan(1)
     expect(await dump(batched)).toEqual(expected)
   })
 
