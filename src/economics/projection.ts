@@ -6,6 +6,7 @@ import { type CheckResult, IcnError } from '../identity/index.js'
 import type { FoldContext, FoldOutcome, Projection } from '../state/projection.js'
 import {
   checkRecordSignature,
+  plainText,
   SignedHold,
   type SignedRecord,
   SignedTransfer,
@@ -40,7 +41,7 @@ export const LEDGER_CHAIN = 'ledger'
 /** Most operations in one ledger block. */
 export const MAX_BATCH_OPS = 512
 
-const HoldRef = Type.String({ minLength: 1, maxLength: 256 })
+const HoldRef = plainText(256)
 const Op = Type.Union([
   Type.Object({ op: Type.Literal('transfer'), record: SignedTransfer }, { additionalProperties: false }),
   Type.Object({ op: Type.Literal('hold'), record: SignedHold }, { additionalProperties: false }),
@@ -49,7 +50,7 @@ const Op = Type.Union([
     {
       op: Type.Literal('settle'),
       hold: HoldRef,
-      to: Type.String({ minLength: 1, maxLength: 128 }),
+      to: plainText(128),
       amount: Type.Integer({ minimum: 0, maximum: Number.MAX_SAFE_INTEGER }),
     },
     { additionalProperties: false },

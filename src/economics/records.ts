@@ -26,15 +26,32 @@ export type RecordKind = (typeof RECORD_KINDS)[number]
 
 /** Nonces: 8 to 64 of `A–Z a–z 0–9 _ -` (e.g. 16 random bytes in base64url). */
 export const NONCE = '^[A-Za-z0-9_-]{8,64}$'
-/** A hold's purpose: 1 to 128 printable characters. */
+/** A hold's purpose: 1 to 128 characters, no control characters. */
 export const MAX_PURPOSE_LENGTH = 128
 /** Longest DID or account id in a record. */
 const MAX_ID = 128
+/**
+ * Text without control characters (U+0000–U+001F, U+007F): every free string of a ledger record or op. Part of
+ * the block rules, not only of input checks: PostgreSQL text cannot hold U+0000, so a fold that wrote one (a
+ * refused op's member or reason, a hold's purpose) would fail there and succeed on SQLite. A block holding one
+ * folds as SCHEMA_MISMATCH on every node.
+ */
+export const PLAIN_TEXT = '^[^\\x00-\\x1f\\x7f]+$'
+
+/** A string of 1 to `max` characters, none of them a control character. */
+export function plainText(max: number, description?: string) {
+  return Type.String({
+    minLength: 1,
+    maxLength: max,
+    pattern: PLAIN_TEXT,
+    ...(description ? { description } : {}),
+  })
+}
 
 const Amount = Type.Integer({ minimum: 1, maximum: Number.MAX_SAFE_INTEGER, description: 'smallest units' })
-const Did = Type.String({ minLength: 1, maxLength: MAX_ID })
+const Did = plainText(MAX_ID)
 const Common = {
-  federation: Type.String({ minLength: 1, maxLength: 128, description: 'federation id (genesis CID)' }),
+  federation: plainText(128, 'federation id (genesis CID)'),
   member: Did,
   nonce: Type.String({ pattern: NONCE }),
   expires: Type.Integer({ minimum: 0, maximum: Number.MAX_SAFE_INTEGER, description: 'ms since the epoch' }),
@@ -54,7 +71,7 @@ export const HoldFields = Type.Object(
     kind: Type.Literal('hold'),
     ...Common,
     amount: Amount,
-    purpose: Type.String({ minLength: 1, maxLength: MAX_PURPOSE_LENGTH }),
+    purpose: plainText(MAX_PURPOSE_LENGTH),
   },
   { additionalProperties: false },
 )

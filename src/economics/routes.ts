@@ -2,17 +2,26 @@ import { Type } from 'typebox'
 // typebox and the route contract only: the CLI's client loads this file (a test checks the table's imports).
 import { route } from '../api/module.js'
 
+/** No control characters: records.ts PLAIN_TEXT, the block rule (this file imports only typebox and route). */
+const PLAIN = '^[^\\x00-\\x1f\\x7f]+$'
+
 /** A member-signed transfer record in JSON (docs/protocol.md "Member records"); `sig` as base64url. */
 export const TransferRecordJson = Type.Object(
   {
     kind: Type.Literal('transfer'),
-    federation: Type.String({ minLength: 1, maxLength: 128, description: 'federation id (genesis CID)' }),
+    federation: Type.String({
+      minLength: 1,
+      maxLength: 128,
+      pattern: PLAIN,
+      description: 'federation id (genesis CID)',
+    }),
     member: Type.String({
       minLength: 1,
       maxLength: 128,
+      pattern: PLAIN,
       description: "the paying member's did:key (the signer)",
     }),
-    to: Type.String({ minLength: 1, maxLength: 128, description: "the payee's account id" }),
+    to: Type.String({ minLength: 1, maxLength: 128, pattern: PLAIN, description: "the payee's account id" }),
     amount: Type.Integer({ minimum: 1, maximum: Number.MAX_SAFE_INTEGER, description: 'smallest units' }),
     nonce: Type.String({ pattern: '^[A-Za-z0-9_-]{8,64}$', description: 'never reused by this member' }),
     expires: Type.Integer({
@@ -53,7 +62,7 @@ const Member = Type.Object({
   did: Type.String(),
   home: Type.String({ description: "DID of the member's home node" }),
 })
-const DidParam = Type.Object({ did: Type.String({ maxLength: 256 }) })
+const DidParam = Type.Object({ did: Type.String({ maxLength: 256, pattern: PLAIN }) })
 
 export const economicsRoutes = {
   listMembers: route({

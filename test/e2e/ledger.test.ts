@@ -444,6 +444,13 @@ describe('the ledger across nodes', () => {
       ['a payee that is not even a DID', transfer(alice, 'nobody', 5), 404, 'UNKNOWN_ACCOUNT'],
       ['to itself', transfer(alice, alice.did, 5), 400, 'SELF_TRANSFER'],
       [
+        'a control character in the payee',
+        { ...good, to: 'did:x\u0000' },
+        400,
+        'VALIDATION_FAILED',
+        'body/to',
+      ],
+      [
         'for another federation',
         transfer(alice, bob.did, 5, { federation: 'bafyreiother' }),
         400,
@@ -474,6 +481,15 @@ describe('the ledger across nodes', () => {
       status: 400,
       code: 'INVALID_INSTANT',
     })
+    // a control character in the account id (PostgreSQL text cannot hold U+0000): refused, on both backends
+    for (const path of ['/v1/accounts/did%00x', '/v1/members/did%1Fx']) {
+      const r = await fetch(`${h.node(0).apiUrl}${path}`)
+      expect({ path, status: r.status, code: ((await r.json()) as { code: string }).code }).toEqual({
+        path,
+        status: 400,
+        code: 'VALIDATION_FAILED',
+      })
+    }
     const none = await fetch(`${h.node(0).apiUrl}/v1/accounts/${encodeURIComponent(outsider.did)}`)
     expect({ status: none.status, code: ((await none.json()) as { code: string }).code }).toEqual({
       status: 404,

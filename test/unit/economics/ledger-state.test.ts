@@ -233,6 +233,50 @@ describe('a fold is a function of the blocks alone', () => {
     expect((await a!.ledger!.account(world.members[0]!.did))!.sent).toBe(0)
   })
 
+  it('control characters in a record’s strings fold the block as SCHEMA_MISMATCH on SQLite and PostgreSQL alike', async () => {
+    // PostgreSQL text cannot hold U+0000: a fold that wrote such a string (a refused op's member or reason, a
+    // hold's purpose) would fault there and apply on SQLite. The record rules refuse control characters instead.
+    const world = ledgerWorld({ seed: 'ledger-nul', nodes: 2, membersPerNode: 1 })
+    const clock = new ManualClock(LEDGER_T0 + 1_000)
+    const a = await node(world, 0, 'sqlite', clock)
+    const b = await node(world, 1, 'postgres', clock)
+    const maker = new RecordMaker(world, clock, 'nul')
+    const bodies = [
+      {
+        ops: [
+          // Not signed by that member (signRecord refuses to): the schema decides before the signature.
+          {
+            op: 'transfer',
+            record: { ...maker.transfer(0, world.members[1]!.did, 10), member: 'did:x\u0000' },
+          },
+        ],
+      },
+      {
+        ops: [
+          { op: 'transfer', record: { ...maker.transfer(0, world.members[1]!.did, 10), to: 'did:\u0000' } },
+        ],
+      },
+      { ops: [{ op: 'hold', record: { ...maker.hold(0, 5), purpose: 'job\u0000' } }] },
+      { ops: [{ op: 'release', hold: 'h\u001f' }] },
+      {
+        ops: [
+          {
+            op: 'transfer',
+            record: { ...maker.transfer(0, world.members[1]!.did, 10), federation: 'f\u007f' },
+          },
+        ],
+      },
+    ]
+    for (const body of bodies) await a!.rawBlock(body)
+    await syncLedgers([a!, b!])
+    for (const n of [a!, b!]) {
+      expect(n.runner!.status().ready, `node ${n.index}`).toBe(true)
+      const rejected = (await n.dump()).state_rejections!.map((r) => [r.seq, r.code])
+      expect(rejected, `node ${n.index}`).toEqual(bodies.map((_, seq) => [seq, 'SCHEMA_MISMATCH']))
+    }
+    expectSameTables(await a!.dump(), await b!.dump())
+  })
+
   it('remembered verifications change no outcome: a forged record is refused even with a valid one of the same body remembered', async () => {
     const world = ledgerWorld({ seed: 'ledger-cache', nodes: 2, membersPerNode: 1 })
     const clock = new ManualClock(LEDGER_T0 + 1_000)
