@@ -37,7 +37,7 @@ function failure(err: unknown, sql: string): unknown {
   })
 }
 
-/** Names of the prepared statements, by SQL text (the same text gets the same name on every client). */
+/** Names of the prepared statements by SQL text (the same text, the same name on every client); '' for none. */
 const statementNames = new Map<string, string>()
 /** Statement texts are few (the code's, with IN lists padded to a few sizes); past this many, stop naming. */
 const MAX_NAMED = 2_000
@@ -45,15 +45,16 @@ const MAX_NAMED = 2_000
 /**
  * The statement's name: the server parses and plans a named statement once per connection (node-postgres keeps
  * which it prepared), where an unnamed one is parsed and planned at every call. Multi-row inserts of a few hundred
- * placeholders took a large part of their time in that.
+ * placeholders took a large part of their time in that. `SELECT *` stays unnamed: its prepared form would fail
+ * ("cached plan must not change result type") once a migration changed the table's columns.
  */
 function statementName(sql: string): string | undefined {
   let name = statementNames.get(sql)
   if (name === undefined && statementNames.size < MAX_NAMED) {
-    name = `icn_q${statementNames.size}`
+    name = /\bSELECT\s+\*/i.test(sql) ? '' : `icn_q${statementNames.size}`
     statementNames.set(sql, name)
   }
-  return name
+  return name || undefined
 }
 
 /** Queries on one client; `open()` says whether the client may still be used (deadline, transaction over). */

@@ -21,6 +21,7 @@ import {
   MAX_BLOCK_BYTES,
   RAW,
   type SignedBlock,
+  type SqlRow,
   type StoreComponents,
   VALUE_RECORD_TYPE,
 } from '../../src/dag/index.js'
@@ -715,6 +716,22 @@ export function blockStoreTests(name: string, factory: BlockStoreFactory): void 
           { id: 8, name: '$1', n: null, lit: '$1' },
         ])
         expect(await sql.query('SELECT name FROM sqltest_t WHERE n = $1', [7])).toEqual([{ name: 'a' }])
+      })
+
+      it('a statement run again after its table changed answers for the table as it is now', async () => {
+        // PostgreSQL statements are prepared once per connection: one whose result columns changed must not
+        // be reused as prepared ("cached plan must not change result type"). Each pooled connection runs both.
+        const sql = store.sql()
+        await sql.exec('CREATE TABLE sqltest_cols (id BIGINT PRIMARY KEY, a TEXT)')
+        await sql.query('INSERT INTO sqltest_cols (id, a) VALUES ($1, $2)', [1, 'x'])
+        const twice = async (): Promise<SqlRow[][]> =>
+          Promise.all(
+            Array.from({ length: 12 }, () => sql.query('SELECT * FROM sqltest_cols WHERE id = $1', [1])),
+          )
+        for (const rows of await twice()) expect(rows).toEqual([{ id: 1, a: 'x' }])
+        await sql.exec('ALTER TABLE sqltest_cols ADD COLUMN b BIGINT')
+        for (const rows of await twice()) expect(rows).toEqual([{ id: 1, a: 'x', b: null }])
+        await sql.exec('DROP TABLE sqltest_cols')
       })
 
       it('integers round trip as numbers: BIGINT columns, count(*) and sum()', async () => {
