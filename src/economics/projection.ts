@@ -156,25 +156,24 @@ export async function loadView(
   ts: number,
   ops: LedgerOp[],
 ): Promise<LedgerView> {
-  const keys = keysOf(ops)
-  const holds = await loadHolds(q, keys.holds)
-  for (const h of holds.values()) keys.accounts.add(h.account)
-  return {
+  const view: LedgerView = {
     federation: s.federation,
     params: s.params,
     chain,
     node: chainWriter(chain),
     ts,
-    accounts: await loadAccounts(q, keys.accounts),
-    holds,
-    nonces: await loadNonces(q, keys.nonces),
+    accounts: new Map(),
+    holds: new Map(),
+    nonces: new Set(),
   }
+  await extendView(q, view, ops)
+  return view
 }
 
 /**
  * Add to `view` what `ops` need that it does not hold yet: holds and accounts by key, and which of the ops'
- * nonces the folded state has used. For the writer's view kept between its batches (the folded state plus
- * what its written blocks not folded yet did): what the view holds already is newer than the tables.
+ * nonces are used. What the view holds already stays: in a fold of several blocks, the earlier blocks' work,
+ * newer than the tables (written at the transaction's end).
  */
 export async function extendView(q: SqlQueries, view: LedgerView, ops: LedgerOp[]): Promise<void> {
   const keys = keysOf(ops)
