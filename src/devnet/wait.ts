@@ -1,4 +1,5 @@
 import type { ChildProcess } from 'node:child_process'
+import { setMaxListeners } from 'node:events'
 import { setTimeout as sleep } from 'node:timers/promises'
 import { followEvents } from '../api/events.js'
 import { type NodeProbe, probeNode } from './probe.js'
@@ -65,6 +66,9 @@ export async function waitForMesh(o: MeshWaitOptions): Promise<number> {
   const following = new Map<string, Set<string>>()
   const stop = new AbortController()
   const signal = o.signal ? AbortSignal.any([o.signal, stop.signal]) : stop.signal
+  // Every node has a look, a stream or a pause on it at a time: with more than a few nodes, more than Node's
+  // default of 10 listeners (which it reports as a possible leak on the user's terminal).
+  setMaxListeners(10 + 4 * o.targets.length, signal, stop.signal)
   let lastMesh = -1
   let confirming = false
 

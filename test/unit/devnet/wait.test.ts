@@ -145,6 +145,32 @@ describe('waitForMesh', () => {
     expect(events.at(-1)).toBe('mesh 3/3 nodes connected')
   })
 
+  it('twelve nodes, followed by their streams under the caller’s signal, raise no listener warning', async () => {
+    // Each node has a look, a stream or a pause on the wait's signal: Node warns past 10 listeners on one
+    // signal ("possible EventTarget memory leak"), on the terminal of whoever ran `icn devnet up --nodes 12`.
+    const names = Array.from({ length: 12 }, (_, i) => `node${i + 1}`)
+    const all = await Promise.all(names.map((n) => fakeNode(n, { events: true })))
+    const warnings: string[] = []
+    const onWarning = (w: Error) => warnings.push(`${w.name}: ${w.message}`)
+    process.on('warning', onWarning)
+    try {
+      for (const n of all) n.ready = true
+      const { events, opts } = options(all, { signal: new AbortController().signal })
+      const done = waitForMesh(opts)
+      await until(() => all.every((n) => n.streams.length > 0))
+      meshAll(all)
+      for (const n of all)
+        for (const peerId of n.connected) n.emit({ type: 'peer:connected', peerId, did: 'x', at: 1 })
+      await done
+      expect(events.at(-1)).toBe('mesh 12/12 nodes connected')
+      // Warnings are emitted on the next tick.
+      await new Promise((r) => setImmediate(r))
+      expect(warnings).toEqual([])
+    } finally {
+      process.off('warning', onWarning)
+    }
+  })
+
   it('a node that does not answer does not hold back the looks at the others', async () => {
     const all = await Promise.all(['node1', 'node2', 'node3'].map((n) => fakeNode(n)))
     let release!: () => void
