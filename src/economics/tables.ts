@@ -169,9 +169,18 @@ export async function loadAccounts(
   return new Map(rows.map((r) => [String(r.did), accountFromRow(r)]))
 }
 
+/**
+ * Accounts in the order of their ids' UTF-16 code units: the same on every node. `ORDER BY did` follows the
+ * database's collation, and a PostgreSQL database created with a language's collation (en-US: `a` before `B`)
+ * sorts mixed-case DIDs unlike SQLite and a `C` database (`B` before `a`).
+ */
+function sortedByDid<T extends { did: string }>(accounts: T[]): T[] {
+  return accounts.sort((a, b) => (a.did < b.did ? -1 : a.did > b.did ? 1 : 0))
+}
+
 export async function allAccounts(q: Pick<SqlQueries, 'query'>): Promise<AccountState[]> {
-  const rows = await q.query(`SELECT ${ACCOUNT_COLUMNS} FROM ledger_accounts ORDER BY did`)
-  return rows.map(accountFromRow)
+  const rows = await q.query(`SELECT ${ACCOUNT_COLUMNS} FROM ledger_accounts`)
+  return sortedByDid(rows.map(accountFromRow))
 }
 
 export async function loadHolds(q: SqlQueries, ids: Iterable<string>): Promise<Map<string, HoldState>> {
@@ -567,7 +576,7 @@ export async function accountsAsOf(
        SUM(e.received) AS received, SUM(e.sent) AS sent, SUM(e.burned) AS burned, SUM(e.pool) AS pool,
        SUM(e.held) AS held
      FROM ledger_entries e JOIN ledger_accounts a ON a.did = e.account
-     WHERE e.ts <= $1${filter} GROUP BY a.did, a.kind, a.home ORDER BY a.did`,
+     WHERE e.ts <= $1${filter} GROUP BY a.did, a.kind, a.home`,
     params,
   )
   const manas = await q.query(
@@ -581,8 +590,10 @@ export async function accountsAsOf(
   const mana = new Map(
     manas.map((r) => [String(r.account), { mana: int(r, 'mana'), manaTs: int(r, 'mana_ts') }]),
   )
-  return sums.map((r) => {
-    const m = mana.get(String(r.did)) ?? { mana: 0, manaTs: at }
-    return { ...accountFromRow({ ...r, mana: m.mana, mana_ts: m.manaTs }) }
-  })
+  return sortedByDid(
+    sums.map((r) => {
+      const m = mana.get(String(r.did)) ?? { mana: 0, manaTs: at }
+      return { ...accountFromRow({ ...r, mana: m.mana, mana_ts: m.manaTs }) }
+    }),
+  )
 }

@@ -27,10 +27,17 @@ export function rewritePgUrl(
  * A fresh, uniquely named database (`icn_t_<hex>`) on the test server, so test files running in parallel never
  * share state. `drop()` removes it, closing any connection still open to it. Commits in it do not wait for the
  * WAL flush (`synchronous_commit = off`): a throwaway database needs no crash durability, and tests run faster.
+ * With `icuLocale` (e.g. `en-US`) its collation is that language's (ICU), as on a server whose default locale
+ * is that language's; otherwise the test server's default.
  */
-export async function createTestDatabase(): Promise<TestDatabase> {
+export async function createTestDatabase(opts: { icuLocale?: string } = {}): Promise<TestDatabase> {
   const name = `icn_t_${randomBytes(6).toString('hex')}`
-  await sql(TEST_PG_URL, `CREATE DATABASE ${name}`)
+  await sql(
+    TEST_PG_URL,
+    opts.icuLocale
+      ? `CREATE DATABASE ${name} TEMPLATE template0 LOCALE_PROVIDER icu ICU_LOCALE '${opts.icuLocale}' LOCALE 'C.UTF-8'`
+      : `CREATE DATABASE ${name}`,
+  )
   await sql(TEST_PG_URL, `ALTER DATABASE ${name} SET synchronous_commit = off`)
   return {
     url: rewritePgUrl(TEST_PG_URL, { database: name }),

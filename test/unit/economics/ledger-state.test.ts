@@ -143,6 +143,28 @@ describe.each(['sqlite', 'postgres'] as const)('the ledger over the full stack (
   })
 })
 
+describe('account lists', () => {
+  it('come in the same order on SQLite and on a PostgreSQL database with a language’s collation', async () => {
+    const world = ledgerWorld({ seed: 'ledger-order', nodes: 2, membersPerNode: 10 })
+    const clock = new ManualClock(LEDGER_T0 + 1_000)
+    const a = await node(world, 0, 'sqlite', clock)
+    const db = await createTestDatabase({ icuLocale: 'en-US' })
+    dbs.push(db)
+    const b = new LedgerNode(world, 1, { kind: 'postgres', url: db.url }, clock)
+    open.push(b)
+    await b.start()
+    const dids = (await a.ledger!.accounts()).map((v) => v.did)
+    expect(dids).toEqual([...dids].sort())
+    // The database's own order differs (en-US puts a before B; code units put B first)...
+    const collated = await b.runner!.reader().query('SELECT did FROM ledger_accounts ORDER BY did')
+    expect(collated.map((r) => String(r.did))).not.toEqual(dids)
+    // ...and the lists do not follow it: now and as of an instant, as on every other node.
+    expect((await b.ledger!.accounts()).map((v) => v.did)).toEqual(dids)
+    expect((await b.ledger!.accounts(clock.now())).map((v) => v.did)).toEqual(dids)
+    expect((await a.ledger!.accounts(clock.now())).map((v) => v.did)).toEqual(dids)
+  })
+})
+
 describe('the same blocks in any order', () => {
   it('fed into fresh stores in shuffled interleavings, by CAR import, on SQLite and PostgreSQL: identical tables', async () => {
     const { nodes, clock } = produced.get('sqlite')!
