@@ -25,10 +25,26 @@ export function nodeRunning(pid: number | null | undefined, dataDir: string): bo
   }
   if (!HAS_PROC) return true
   try {
-    return readFileSync(`/proc/${pid}/cmdline`, 'utf8').split('\0').includes(dataDir)
+    const cmdline = readFileSync(`/proc/${pid}/cmdline`, 'utf8')
+    return runsOn(cmdline, cmdline === '' ? readFileSync(`/proc/${pid}/stat`, 'utf8') : '', dataDir)
   } catch {
     return false
   }
+}
+
+/**
+ * From `/proc/<pid>/cmdline` and (when that is empty) `/proc/<pid>/stat`: whether the process runs on `dataDir`.
+ * An empty command line is a zombie's (state Z or X: gone), or that of a process in the middle of its exec: the
+ * kernel has closed the descriptors that tell the parent the exec succeeded (so `spawn` returned) but not yet
+ * set up the new program's arguments. A look right after spawning can fall into that window on a busy host
+ * (the likeliest cause of a Prometheus that `devnet up --monitor` once took for exited while it started). Such a
+ * process is counted as running: it is the one just spawned.
+ */
+export function runsOn(cmdline: string, stat: string, dataDir: string): boolean {
+  if (cmdline !== '') return cmdline.split('\0').includes(dataDir)
+  // stat: "pid (comm) S ...": the state follows the last ')' (comm may hold spaces and parentheses).
+  const state = stat.slice(stat.lastIndexOf(')') + 1).trim()[0]
+  return state !== undefined && state !== 'Z' && state !== 'X'
 }
 
 /** Send `signal` to the node process if it is still the node on `dataDir`; true if it was sent. */
