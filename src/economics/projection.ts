@@ -21,18 +21,8 @@ import {
   type LedgerView,
   TREASURY,
 } from './rules.js'
-import {
-  chainState,
-  ECONOMICS_MODULE,
-  type FoldedRows,
-  insertAccount,
-  insertEntry,
-  loadAccounts,
-  loadHolds,
-  loadNonces,
-  nonceKey,
-  saveFolded,
-} from './tables.js'
+import { chainState, ECONOMICS_MODULE, loadAccounts, loadHolds, loadNonces, nonceKey } from './tables.js'
+import { type FoldedRows, insertAccount, insertEntry, saveFolded } from './writes.js'
 
 /** Record type of a ledger block: a batch of operations, written by a node on its chain `<node DID>/ledger`. */
 export const LEDGER_BATCH_TYPE = 'icn.ledger.batch/v1'

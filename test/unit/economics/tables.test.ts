@@ -9,18 +9,20 @@ import type { SqlQueries } from '../../../src/dag/sql-access.js'
 import type { AccountState, Entry, HoldState } from '../../../src/economics/rules.js'
 import {
   accountsWithEntriesAfter,
-  applyEntry,
   ECONOMICS_MODULE,
+  loadAccounts,
+  loadNonces,
+} from '../../../src/economics/tables.js'
+import {
+  applyEntry,
   type FoldedRows,
   insertAccount,
   insertNonce,
   insertOp,
-  loadAccounts,
-  loadNonces,
   saveChainState,
   saveFolded,
   saveHold,
-} from '../../../src/economics/tables.js'
+} from '../../../src/economics/writes.js'
 import { createTestDatabase, type TestDatabase } from '../../helpers/pg.js'
 
 const ACCOUNTS = ['did:a', 'did:b', 'did:c', 'treasury']
