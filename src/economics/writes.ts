@@ -26,37 +26,7 @@ export async function insertAccount(q: SqlQueries, a: AccountState): Promise<voi
   ])
 }
 
-/**
- * Apply an entry to its account row as deltas (and the manabar if the entry moved it). Credits from different
- * chains are additions, so they commute whatever order chains fold in.
- */
-export async function applyEntry(
-  q: SqlQueries,
-  where: { chain: string; seq: number; idx: number; ts: number; op: string },
-  e: Entry,
-): Promise<void> {
-  await q.query(
-    `UPDATE ledger_accounts SET allocated = allocated + $2, regenerated = regenerated + $3,
-       received = received + $4, sent = sent + $5, burned = burned + $6, pool = pool + $7, held = held + $8,
-       mana = COALESCE($9, mana), mana_ts = COALESCE($10, mana_ts)
-     WHERE did = $1`,
-    [
-      e.account,
-      e.allocated,
-      e.regenerated,
-      e.received,
-      e.sent,
-      e.burned,
-      e.pool,
-      e.held,
-      e.mana ?? null,
-      e.manaTs ?? null,
-    ],
-  )
-  await insertEntry(q, where, e)
-}
-
-type EntryWhere = { chain: string; seq: number; idx: number; ts: number; op: string }
+export type EntryWhere = { chain: string; seq: number; idx: number; ts: number; op: string }
 
 const ENTRY_COLUMNS =
   'chain, seq, idx, account, ts, op, allocated, regenerated, received, sent, burned, pool, held, mana, mana_ts'
@@ -158,11 +128,13 @@ export interface FoldedRows {
 }
 
 /**
- * Write the folded rows of one or more blocks: the same result as `applyEntry` for each entry in order, then the
- * nonces, holds and ops, and each chain's last folded position (`chains`), but in one statement per table
- * instead of several per op (on PostgreSQL, all in one round trip). The accounts' deltas are summed per account
- * and applied in one multi-row upsert (every account exists: the rules refuse ops naming an unknown one), the
- * manabar taken from the account's last entry that moved it; a hold changed twice is written as it ended.
+ * Write the folded rows of one or more blocks: the same result as, for each entry in order, adding its deltas to
+ * its account's row (and setting the manabar if it moved it) and inserting it, then the nonces, holds and ops,
+ * and each chain's last folded position (`chains`), but in one statement per table instead of several per op
+ * (on PostgreSQL, all in one round trip). Credits from different chains are additions, so they commute whatever
+ * order chains fold in. The accounts' deltas are summed per account and applied in one multi-row upsert (every
+ * account exists: the rules refuse ops naming an unknown one), the manabar taken from the account's last entry
+ * that moved it; a hold changed twice is written as it ended.
  */
 export async function saveFolded(
   q: SqlQueries,

@@ -14,9 +14,10 @@ import {
   loadNonces,
 } from '../../../src/economics/tables.js'
 import {
-  applyEntry,
+  type EntryWhere,
   type FoldedRows,
   insertAccount,
+  insertEntry,
   insertNonce,
   insertOp,
   saveChainState,
@@ -108,6 +109,32 @@ const CHAINS = new Map([
   ['did:node/ledger', { seq: 3, ts: 1_336 }],
   ['did:other/ledger', { seq: 9, ts: 1_200 }],
 ])
+
+/**
+ * The reference saveFolded is checked against, as the fold once wrote an entry: its deltas added to its
+ * account's row (and the manabar if the entry moved it), then the entry inserted.
+ */
+async function applyEntry(q: SqlQueries, where: EntryWhere, e: Entry): Promise<void> {
+  await q.query(
+    `UPDATE ledger_accounts SET allocated = allocated + $2, regenerated = regenerated + $3,
+       received = received + $4, sent = sent + $5, burned = burned + $6, pool = pool + $7, held = held + $8,
+       mana = COALESCE($9, mana), mana_ts = COALESCE($10, mana_ts)
+     WHERE did = $1`,
+    [
+      e.account,
+      e.allocated,
+      e.regenerated,
+      e.received,
+      e.sent,
+      e.burned,
+      e.pool,
+      e.held,
+      e.mana ?? null,
+      e.manaTs ?? null,
+    ],
+  )
+  await insertEntry(q, where, e)
+}
 
 /** The same rows the way the fold wrote them before saveFolded: statement by statement, op by op. */
 async function saveOneByOne(q: SqlQueries, r: FoldedRows): Promise<void> {
