@@ -12,7 +12,7 @@ import {
   WrongHomeError,
 } from './errors.js'
 import type { LedgerMetrics } from './metrics.js'
-import { LEDGER_BATCH_TYPE, type LedgerSetup, loadView, MAX_BATCH_OPS } from './projection.js'
+import { checkOp, LEDGER_BATCH_TYPE, type LedgerSetup, loadView, MAX_BATCH_OPS } from './projection.js'
 import {
   checkRecordSignature,
   type HoldFields,
@@ -396,6 +396,7 @@ export class Ledger {
       )
       for (const p of batch) {
         try {
+          checkOp(p.op)
           applyOp(view, p.op, { checkSignatures: false, checkFunds: true })
           accepted.push(p)
         } catch (err) {

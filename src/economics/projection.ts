@@ -1,9 +1,11 @@
 import { Type } from 'typebox'
+import { Compile } from 'typebox/compile'
 import { chainWriter, decodeSignedBlock } from '../dag/block.js'
 import type { SqlQueries } from '../dag/sql-access.js'
 import type { Federation } from '../federation/index.js'
 import { type CheckResult, IcnError } from '../identity/index.js'
 import type { FoldContext, FoldOutcome, Projection } from '../state/projection.js'
+import { MalformedRecordError } from './errors.js'
 import {
   checkRecordSignature,
   plainText,
@@ -46,6 +48,23 @@ const Op = Type.Union([
     { additionalProperties: false },
   ),
 ])
+// Compiled on first use, as the records' checks are.
+let opCheck: ReturnType<typeof Compile> | undefined
+
+/**
+ * Check one op against the block rule's schema before the writer puts it in a block: a block with one op that
+ * does not fit folds as SCHEMA_MISMATCH on every node, with every other op of its batch. MalformedRecordError.
+ */
+export function checkOp(op: unknown): void {
+  opCheck ??= Compile(Op)
+  if (opCheck.Check(op)) return
+  const first = opCheck.Errors(op)[0] as { instancePath?: string; message?: string } | undefined
+  throw new MalformedRecordError(
+    `the operation does not fit the ledger's block rules${first ? `: ${first.instancePath || '/'} ${first.message}` : ''}`,
+    { details: first ? { path: first.instancePath, problem: first.message } : {} },
+  )
+}
+
 export const LedgerBatchBody = Type.Object(
   { ops: Type.Array(Op, { minItems: 1, maxItems: MAX_BATCH_OPS }) },
   { additionalProperties: false },
@@ -244,7 +263,9 @@ export function ledgerProjection(
   const pending = new WeakMap<SqlQueries, TxBatch>()
   return {
     name: 'economics.ledger',
-    version: 1,
+    // 2: record and op strings refuse control characters (such a block folds as SCHEMA_MISMATCH). A node that
+    // folded under 1 clears and refolds its ledger once at start, so every node applies the same rule.
+    version: 2,
     module: ECONOMICS_MODULE,
     chains: (chain) => chain.endsWith(`/${LEDGER_CHAIN}`) && nodes.has(chainWriter(chain)),
     recordTypes: { [LEDGER_BATCH_TYPE]: LedgerBatchBody },

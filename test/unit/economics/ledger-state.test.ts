@@ -299,6 +299,32 @@ describe('a fold is a function of the blocks alone', () => {
     expectSameTables(await a!.dump(), await b!.dump())
   })
 
+  it('the writer refuses an op that breaks the block rules (MALFORMED_RECORD) and writes the rest of its batch', async () => {
+    // A hold signed by its member with a newline in its purpose: its signature verifies, but a block holding it
+    // would fold as SCHEMA_MISMATCH everywhere, taking the other ops of its batch along.
+    const world = ledgerWorld({ seed: 'ledger-writer-shape', nodes: 1, membersPerNode: 2 })
+    const clock = new ManualClock(LEDGER_T0 + 1_000)
+    const a = await node(world, 0, 'sqlite', clock)
+    const m = world.members[0]!
+    const fields = {
+      kind: 'hold' as const,
+      federation: world.setup.federation,
+      member: m.did,
+      amount: 5,
+      purpose: 'job\nfor you',
+      nonce: 'shape-00000001',
+      expires: clock.now() + 10_000,
+    }
+    const bad = { ...fields, sig: m.signWithDomain(memberTag('hold'), signedBytes(fields)) }
+    expect(checkRecordSignature(bad)).toBe('verified')
+    const good = new RecordMaker(world, clock, 'shape').transfer(1, m.did, 7)
+    const [held, paid] = await Promise.allSettled([a.ledger!.hold(bad), a.ledger!.transfer(good)])
+    expect(held).toMatchObject({ status: 'rejected', reason: { code: 'MALFORMED_RECORD' } })
+    expect(paid.status).toBe('fulfilled')
+    expect((await a.dump()).state_rejections).toEqual([])
+    expect((await a.ledger!.account(m.did))!.received).toBe(7)
+  })
+
   it('remembered verifications change no outcome: a forged record is refused even with a valid one of the same body remembered', async () => {
     const world = ledgerWorld({ seed: 'ledger-cache', nodes: 2, membersPerNode: 1 })
     const clock = new ManualClock(LEDGER_T0 + 1_000)
