@@ -26,7 +26,12 @@ export function nodeRunning(pid: number | null | undefined, dataDir: string): bo
   if (!HAS_PROC) return true
   try {
     const cmdline = readFileSync(`/proc/${pid}/cmdline`, 'utf8')
-    return runsOn(cmdline, cmdline === '' ? readFileSync(`/proc/${pid}/stat`, 'utf8') : '', dataDir)
+    return runsOn(
+      cmdline,
+      cmdline === '' ? readFileSync(`/proc/${pid}/stat`, 'utf8') : '',
+      dataDir,
+      process.pid,
+    )
   } catch {
     return false
   }
@@ -34,17 +39,21 @@ export function nodeRunning(pid: number | null | undefined, dataDir: string): bo
 
 /**
  * From `/proc/<pid>/cmdline` and (when that is empty) `/proc/<pid>/stat`: whether the process runs on `dataDir`.
- * An empty command line is a zombie's (state Z or X: gone), or that of a process in the middle of its exec: the
- * kernel has closed the descriptors that tell the parent the exec succeeded (so `spawn` returned) but not yet
- * set up the new program's arguments. A look right after spawning can fall into that window on a busy host
- * (the likeliest cause of a Prometheus that `devnet up --monitor` once took for exited while it started). Such a
- * process is counted as running: it is the one just spawned.
+ * An empty command line is a zombie's (state Z or X: gone), a kernel thread's, or that of a process in the middle
+ * of its exec: the kernel has closed the descriptors that tell the parent the exec succeeded (so `spawn`
+ * returned) but not yet set up the new program's arguments. A look right after spawning can fall into that
+ * window on a busy host (the likeliest cause of a Prometheus that `devnet up --monitor` once took for exited
+ * while it started). Such a process counts as running only if it is a child of this process (`selfPid`): the one
+ * it just spawned, not a kernel thread that took a dead node's pid.
  */
-export function runsOn(cmdline: string, stat: string, dataDir: string): boolean {
+export function runsOn(cmdline: string, stat: string, dataDir: string, selfPid: number): boolean {
   if (cmdline !== '') return cmdline.split('\0').includes(dataDir)
-  // stat: "pid (comm) S ...": the state follows the last ')' (comm may hold spaces and parentheses).
-  const state = stat.slice(stat.lastIndexOf(')') + 1).trim()[0]
-  return state !== undefined && state !== 'Z' && state !== 'X'
+  // stat: "pid (comm) S ppid ...": the state and the parent follow the last ')' (comm may hold ')' and spaces).
+  const [state, ppid] = stat
+    .slice(stat.lastIndexOf(')') + 1)
+    .trim()
+    .split(' ')
+  return state !== undefined && state !== 'Z' && state !== 'X' && Number(ppid) === selfPid
 }
 
 /** Send `signal` to the node process if it is still the node on `dataDir`; true if it was sent. */
