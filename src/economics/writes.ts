@@ -110,21 +110,24 @@ async function writeRows(q: SqlQueries, writes: RowWrite[]): Promise<void> {
   }
 }
 
+/** One op of a folded block and its outcome: a `ledger_ops` row. */
+export interface OpRow {
+  chain: string
+  seq: number
+  idx: number
+  op: string
+  member: string | null
+  outcome: 'applied' | 'rejected'
+  code: string | null
+  reason: string | null
+}
+
 /** What one ledger block's fold writes, collected op by op and written at the end in a few statements. */
 export interface FoldedRows {
-  entries: { where: { chain: string; seq: number; idx: number; ts: number; op: string }; entry: Entry }[]
+  entries: { where: EntryWhere; entry: Entry }[]
   nonces: { member: string; nonce: string; expires: number }[]
   holds: HoldState[]
-  ops: {
-    chain: string
-    seq: number
-    idx: number
-    op: string
-    member: string | null
-    outcome: 'applied' | 'rejected'
-    code: string | null
-    reason: string | null
-  }[]
+  ops: OpRow[]
 }
 
 /**
@@ -245,19 +248,7 @@ export async function insertNonce(
   ])
 }
 
-export async function insertOp(
-  q: SqlQueries,
-  o: {
-    chain: string
-    seq: number
-    idx: number
-    op: string
-    member: string | null
-    outcome: 'applied' | 'rejected'
-    code: string | null
-    reason: string | null
-  },
-): Promise<void> {
+export async function insertOp(q: SqlQueries, o: OpRow): Promise<void> {
   await q.query(
     `INSERT INTO ledger_ops (chain, seq, idx, op, member, outcome, code, reason)
      VALUES ($1, $2, $3, $4, $5, $6, $7, $8)`,
