@@ -7,12 +7,12 @@ import type { ConnectionGater, Libp2p, PeerId, PrivateKey } from '@libp2p/interf
 import { noise } from '@libp2p/noise'
 import { ping } from '@libp2p/ping'
 import { preSharedKey } from '@libp2p/pnet'
-import { tcp } from '@libp2p/tcp'
 import { yamux } from '@libp2p/yamux'
 import { type Multiaddr, multiaddr } from '@multiformats/multiaddr'
 import type { Libp2pOptions } from 'libp2p'
 import { createLibp2p } from 'libp2p'
 import { NetworkConfigError } from './errors.js'
+import { coalescingTcp } from './tcp.js'
 
 /** Largest gossip RPC frame accepted (the message limit is checked per message by the validator). */
 const MAX_GOSSIP_FRAME = 16 * 1024 * 1024 + 64 * 1024
@@ -113,7 +113,7 @@ export async function createHost(opts: HostOptions): Promise<IcnLibp2p> {
     privateKey: opts.privateKey,
     start: false,
     addresses: { listen: opts.listen },
-    transports: opts.transports && opts.transports.length > 0 ? opts.transports : [tcp()],
+    transports: opts.transports && opts.transports.length > 0 ? opts.transports : [coalescingTcp()],
     connectionEncrypters: [noise()],
     streamMuxers: [yamux()],
     connectionGater: federationGater(opts.allowed, opts.onDenied),
