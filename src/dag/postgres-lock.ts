@@ -59,24 +59,42 @@ export class IdentityLock {
     if (this.client && this.check === check) this.drop(this.client, err)
   }
 
-  /** Let the lock go, ending its session. */
-  release(): void {
+  /**
+   * Let the lock go: unlock it on its session, then end the session. Resolves once the server answered the
+   * unlock (or the connection failed, or `timeoutMs` passed and it was destroyed), so that another process, or
+   * this node started again, can take the lock at once: a session that is only ended frees its locks when the
+   * server's backend exits, a moment after the client saw the connection close.
+   */
+  async release(): Promise<void> {
     const client = this.client
     this.client = undefined
     this.check = undefined
     if (!client) return
     client.removeAllListeners('end')
     client.on('error', () => {})
-    // Ending the session releases its advisory lock; a silent connection is destroyed instead of waited on.
-    const ending = client.end().catch(() => {})
-    const timer = setTimeout(() => destroyClient(client), this.options.timeoutMs)
-    void ending.finally(() => clearTimeout(timer))
+    // Bounded: a silent connection is destroyed instead of waited on (the server frees the lock when it notices).
+    let timer: NodeJS.Timeout | undefined
+    await Promise.race([
+      (async () => {
+        await client
+          .query('SELECT pg_advisory_unlock(hashtextextended($1, 0))', [`icn:node:${this.options.owner}`])
+          .catch(() => {})
+        await client.end().catch(() => {})
+      })(),
+      new Promise<void>((resolve) => {
+        timer = setTimeout(() => {
+          destroyClient(client)
+          resolve()
+        }, this.options.timeoutMs)
+      }),
+    ])
+    clearTimeout(timer)
   }
 
   /** Wait for an attempt to take the lock to end, then let the lock go. */
   async close(): Promise<void> {
     await this.taking?.catch(() => {})
-    this.release()
+    await this.release()
   }
 
   private async acquire(): Promise<LockCheck> {

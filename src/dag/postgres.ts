@@ -140,7 +140,7 @@ export class PostgresBlockStore extends AbstractBlockStore {
       await this.run('open', (client) => migrate(client, this.now()), this.timeoutMs, pool)
     } catch (err) {
       await pool.end().catch(() => {})
-      this.lock?.release()
+      await this.lock?.release()
       if (err instanceof StoreLockedError) throw err
       throw new StoreOpenError(
         `cannot open PostgreSQL store at ${this.where}: ${this.redact(errorText(err))}`,
@@ -186,7 +186,7 @@ export class PostgresBlockStore extends AbstractBlockStore {
     try {
       const check = await this.lock.take()
       if (!this.pool) {
-        this.lock.release()
+        await this.lock.release()
         throw new StoreClosedError()
       }
       this.logger?.info({ db: this.where }, 'PostgreSQL store lock taken again')

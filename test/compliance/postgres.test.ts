@@ -303,6 +303,34 @@ describe('PostgresBlockStore: one node identity per database', () => {
     expect((await third.chainHead(chain))?.seq).toBe(2)
   })
 
+  it('frees the lock by the time close() resolves, even far from the server: the identity opens again at once', async () => {
+    const held = async (): Promise<number> =>
+      (
+        await admin.query(
+          `SELECT count(*)::int AS n FROM pg_locks WHERE locktype = 'advisory'
+           AND database = (SELECT oid FROM pg_database WHERE datname = current_database())`,
+        )
+      ).rows[0].n as number
+    // A store 150 ms from its server: a session ended only by closing the client outlives close() by that much.
+    const proxy = TcpProxy.forUrl(db.url)
+    const port = await proxy.start()
+    try {
+      const signer = Signer.generate()
+      const store = open(signer.did, rewritePgUrl(db.url, { host: '127.0.0.1', port }))
+      await store.open()
+      expect(await held()).toBe(1)
+      proxy.delay(150)
+      await store.close()
+      stores.splice(stores.indexOf(store), 1)
+      // Not a moment later: a node restarted by its supervisor takes the lock as soon as the old one stopped.
+      expect(await held()).toBe(0)
+      const again = open(signer.did)
+      await again.open()
+    } finally {
+      await proxy.stop()
+    }
+  })
+
   it('stops writing when its lock connection dies, and takes the lock again once free', async () => {
     const signer = Signer.generate()
     const chain = chainId(signer.did, 'node')

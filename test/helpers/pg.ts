@@ -86,12 +86,14 @@ interface ProxiedPair {
  * listener and destroys every open connection) and bring it back (`start(samePort)`), or to make it go silent:
  * `blackhole()` keeps every connection open (and accepts new ones) but drops every byte either way, as a
  * network that stops delivering does; `restore()` forwards again, closing the connections that lost bytes.
- * `dropped` counts the chunks dropped, so a test can wait until something was tried and lost.
+ * `dropped` counts the chunks dropped, so a test can wait until something was tried and lost. `delay(ms)` makes
+ * every byte (and the end of a connection) arrive that much later, in order, as a distant server would.
  */
 export class TcpProxy {
   private server?: Server
   private readonly pairs = new Set<ProxiedPair>()
   private silent = false
+  private delayMs = 0
   port = 0
   dropped = 0
 
@@ -123,23 +125,27 @@ export class TcpProxy {
       pair.upstream = upstream
       upstream.on('error', close)
       upstream.on('close', close)
+      const later = (fn: () => void): void => {
+        if (this.delayMs > 0) setTimeout(fn, this.delayMs)
+        else fn()
+      }
       const forward = (to: Socket) => (chunk: Buffer) => {
         if (this.silent) {
           pair.lost = true
           this.dropped++
           return
         }
-        to.write(chunk)
+        later(() => to.write(chunk))
       }
       client.on('data', forward(upstream))
       upstream.on('data', forward(client))
       client.on('end', () => {
         if (this.silent) pair.lost = true
-        else upstream.end()
+        else later(() => upstream.end())
       })
       upstream.on('end', () => {
         if (this.silent) pair.lost = true
-        else client.end()
+        else later(() => client.end())
       })
     })
     await new Promise<void>((resolve, reject) => {
@@ -150,6 +156,11 @@ export class TcpProxy {
     const addr = server.address()
     this.port = typeof addr === 'object' && addr ? addr.port : port
     return this.port
+  }
+
+  /** Forward every byte, either way, `ms` later (0: at once). */
+  delay(ms: number): void {
+    this.delayMs = ms
   }
 
   /** Go silent: connections stay open, new ones are accepted, and no byte gets through either way. */
