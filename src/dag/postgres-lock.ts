@@ -35,6 +35,8 @@ export class IdentityLock {
   private client?: pg.Client
   private check?: LockCheck
   private taking?: Promise<LockCheck>
+  /** The release under way, if any. */
+  private releasing?: Promise<void>
 
   constructor(private readonly options: IdentityLockOptions) {}
 
@@ -61,40 +63,54 @@ export class IdentityLock {
 
   /**
    * Let the lock go: unlock it on its session, then end the session. Resolves once the server answered the
-   * unlock (or the connection failed, or `timeoutMs` passed and it was destroyed), so that another process, or
+   * unlock (or the connection failed, or `waitMs` passed and it was destroyed), so that another process, or
    * this node started again, can take the lock at once: a session that is only ended frees its locks when the
-   * server's backend exits, a moment after the client saw the connection close.
+   * server's backend exits, a moment after the client saw the connection close. `waitMs` defaults to the
+   * lock's `timeoutMs`; 0 destroys the connection at once (the database is known to be silent). A release
+   * while another is under way waits for that one.
    */
-  async release(): Promise<void> {
+  release(waitMs = this.options.timeoutMs): Promise<void> {
     const client = this.client
     this.client = undefined
     this.check = undefined
-    if (!client) return
+    if (!client) return this.releasing ?? Promise.resolve()
     client.removeAllListeners('end')
     client.on('error', () => {})
+    const done = this.unlock(client, waitMs).finally(() => {
+      if (this.releasing === done) this.releasing = undefined
+    })
+    this.releasing = done
+    return done
+  }
+
+  /** Wait for an attempt to take the lock to end, then let the lock go (see `release`). */
+  async close(waitMs?: number): Promise<void> {
+    await this.taking?.catch(() => {})
+    await this.release(waitMs)
+  }
+
+  private async unlock(client: pg.Client, waitMs: number): Promise<void> {
     // Bounded: a silent connection is destroyed instead of waited on (the server frees the lock when it notices).
     let timer: NodeJS.Timeout | undefined
     await Promise.race([
       (async () => {
+        if (waitMs <= 0) return
         await client
           .query('SELECT pg_advisory_unlock(hashtextextended($1, 0))', [`icn:node:${this.options.owner}`])
           .catch(() => {})
         await client.end().catch(() => {})
       })(),
       new Promise<void>((resolve) => {
-        timer = setTimeout(() => {
-          destroyClient(client)
-          resolve()
-        }, this.options.timeoutMs)
+        timer = setTimeout(
+          () => {
+            destroyClient(client)
+            resolve()
+          },
+          Math.max(0, waitMs),
+        )
       }),
     ])
     clearTimeout(timer)
-  }
-
-  /** Wait for an attempt to take the lock to end, then let the lock go. */
-  async close(): Promise<void> {
-    await this.taking?.catch(() => {})
-    await this.release()
   }
 
   private async acquire(): Promise<LockCheck> {

@@ -163,14 +163,19 @@ export class PostgresBlockStore extends AbstractBlockStore {
     this.pool = undefined
     // Bounded: a pool whose connections hang (the database went silent) must not keep the node from stopping.
     let timer: NodeJS.Timeout | undefined
-    await Promise.race([
-      pool.end().catch(() => {}),
-      new Promise((resolve) => {
-        timer = setTimeout(resolve, this.timeoutMs)
+    const ended = await Promise.race([
+      pool.end().then(
+        () => true,
+        () => true,
+      ),
+      new Promise<boolean>((resolve) => {
+        timer = setTimeout(() => resolve(false), this.timeoutMs)
       }),
     ])
     clearTimeout(timer)
-    await this.lock?.close()
+    // The lock goes last, once no write of the pool can still commit; if the pool did not end (a silent
+    // database), its connection is let go at once rather than waited on for another timeout.
+    await this.lock?.close(ended ? undefined : 0)
     this.metrics?.storeUp.set({ backend: 'postgres' }, 0)
   }
 

@@ -311,7 +311,8 @@ describe('PostgresBlockStore: one node identity per database', () => {
            AND database = (SELECT oid FROM pg_database WHERE datname = current_database())`,
         )
       ).rows[0].n as number
-    // A store 150 ms from its server: a session ended only by closing the client outlives close() by that much.
+    // A store 150 ms from its server: a close() that only starts ending the session returns long before the
+    // server hears of it.
     const proxy = TcpProxy.forUrl(db.url)
     const port = await proxy.start()
     try {
@@ -326,8 +327,22 @@ describe('PostgresBlockStore: one node identity per database', () => {
       expect(await held()).toBe(0)
       const again = open(signer.did)
       await again.open()
+      await again.close()
+      stores.splice(stores.indexOf(again), 1)
     } finally {
       await proxy.stop()
+    }
+    // The proxied sessions end when their backends notice: wait, so that the next test finds none of them.
+    for (let tries = 0; ; tries++) {
+      const n = (
+        await admin.query(
+          `SELECT count(*)::int AS n FROM pg_stat_activity
+           WHERE datname = current_database() AND application_name = 'icn-lock'`,
+        )
+      ).rows[0].n as number
+      if (n === 0) break
+      expect(tries).toBeLessThan(500)
+      await new Promise((r) => setTimeout(r, 10))
     }
   })
 

@@ -108,11 +108,17 @@ export class TcpProxy {
     const server = createServer((client) => {
       const pair: ProxiedPair = { client, lost: false }
       this.pairs.add(pair)
-      const close = (): void => {
-        client.destroy()
-        pair.upstream?.destroy()
-        this.pairs.delete(pair)
+      const later = (fn: () => void): void => {
+        if (this.delayMs > 0) setTimeout(fn, this.delayMs)
+        else fn()
       }
+      // With a delay, a side's close reaches the other side as late as its last bytes do (after them).
+      const close = (): void =>
+        later(() => {
+          client.destroy()
+          pair.upstream?.destroy()
+          this.pairs.delete(pair)
+        })
       client.on('error', close)
       client.on('close', close)
       if (this.silent) {
@@ -125,10 +131,6 @@ export class TcpProxy {
       pair.upstream = upstream
       upstream.on('error', close)
       upstream.on('close', close)
-      const later = (fn: () => void): void => {
-        if (this.delayMs > 0) setTimeout(fn, this.delayMs)
-        else fn()
-      }
       const forward = (to: Socket) => (chunk: Buffer) => {
         if (this.silent) {
           pair.lost = true
@@ -158,7 +160,8 @@ export class TcpProxy {
     return this.port
   }
 
-  /** Forward every byte, either way, `ms` later (0: at once). */
+  /** Forward every byte, and a connection's end and close, either way `ms` later (0: at once); set it while no
+   * bytes are on their way, or they may overtake each other. */
   delay(ms: number): void {
     this.delayMs = ms
   }
@@ -183,6 +186,7 @@ export class TcpProxy {
     const server = this.server
     this.server = undefined
     this.silent = false
+    this.delayMs = 0
     for (const pair of this.pairs) {
       pair.client.destroy()
       pair.upstream?.destroy()
