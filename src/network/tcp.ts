@@ -21,9 +21,12 @@ type SendData = Parameters<MultiaddrConnection['send']>[0]
  * many nodes, these writes were the largest single item of a relaying node's CPU profile (15% of its busy time
  * while transfers flowed through a 10-node devnet), and every node pays them per hop.
  *
- * So the connection's `send` joins a list of several buffers into one before queueing it. The copy is of one
- * Noise message (at most 64 KiB), cheap next to the system calls it saves; a single buffer goes as it is. The
- * transport is otherwise `tcp()`: the same dialing, listening, options and errors.
+ * So the connection's `send` joins a list of several buffers into one before queueing it, when the list is no
+ * longer than one Noise message (its 2-byte length and at most 65,535 bytes): the copy is then cheap next to the
+ * system calls it saves. A longer list (a large yamux frame, or a backlog Noise encrypts in one go after a
+ * drain: many Noise messages) goes as it is, as does a single buffer: its writes are few for its size, and
+ * joining it would copy and allocate it whole. The transport is otherwise `tcp()`: the same dialing, listening,
+ * options and errors.
  */
 export function coalescingTcp(init?: TCPOptions): (components: TCPComponents) => Transport {
   const make = tcp(init)
@@ -61,10 +64,14 @@ function coalescingUpgrader(upgrader: Upgrader): Upgrader {
   })
 }
 
-/** Make `maConn.send` join a list of buffers into one (exported for its test). */
+/** The longest list joined: one Noise message, its 2-byte length and up to 65,535 bytes of ciphertext. */
+export const MAX_JOINED_BYTES = 2 + 65_535
+
+/** Make `maConn.send` join a list of buffers into one, up to `MAX_JOINED_BYTES` (exported for its test). */
 export function coalesceWrites(maConn: MultiaddrConnection): MultiaddrConnection {
   const send = maConn.send.bind(maConn)
   // A list's `subarray()` is its one buffer as it is, or a copy joining its buffers.
-  maConn.send = (data: SendData) => send(data instanceof Uint8Array ? data : data.subarray())
+  maConn.send = (data: SendData) =>
+    send(data instanceof Uint8Array || data.byteLength > MAX_JOINED_BYTES ? data : data.subarray())
   return maConn
 }

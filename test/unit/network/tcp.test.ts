@@ -8,7 +8,7 @@ import { yamux } from '@libp2p/yamux'
 import { createLibp2p, type Libp2p } from 'libp2p'
 import { Uint8ArrayList } from 'uint8arraylist'
 import { afterEach, describe, expect, it, vi } from 'vitest'
-import { coalesceWrites, coalescingTcp } from '../../../src/network/tcp.js'
+import { coalesceWrites, coalescingTcp, MAX_JOINED_BYTES } from '../../../src/network/tcp.js'
 
 /** A connection's `send`, recorded. */
 function fakeConnection(): { maConn: MultiaddrConnection; sent: unknown[] } {
@@ -36,6 +36,18 @@ describe('coalesceWrites', () => {
     expect(sent[1]).toBe(one) // a single buffer goes as it is, not copied
     expect(maConn.send(new Uint8ArrayList(one))).toBe(false) // the inner send's answer: wait for drain
     expect(sent[2]).toBe(one)
+  })
+
+  it('passes a list longer than one Noise message on as it is (no copy of a bulk write)', () => {
+    const { maConn, sent } = fakeConnection()
+    coalesceWrites(maConn)
+    const atLimit = new Uint8ArrayList(new Uint8Array(2), new Uint8Array(MAX_JOINED_BYTES - 2))
+    maConn.send(atLimit)
+    expect(sent[0]).toBeInstanceOf(Uint8Array)
+    expect((sent[0] as Uint8Array).byteLength).toBe(MAX_JOINED_BYTES)
+    const bulk = new Uint8ArrayList(new Uint8Array(2), new Uint8Array(MAX_JOINED_BYTES - 1))
+    maConn.send(bulk)
+    expect(sent[1]).toBe(bulk)
   })
 })
 
@@ -68,12 +80,20 @@ describe('coalescingTcp', () => {
     await a.services.ping.ping(b.peerId) // the first stream: ping protocol negotiated once
     const sizes: number[] = []
     const write = net.Socket.prototype.write
+    // Only the two hosts' sockets (both ends of the connection to b's port), not stdout or any other of this process.
+    const port = Number(
+      b
+        .getMultiaddrs()[0]!
+        .getComponents()
+        .find((c) => c.name === 'tcp')!.value,
+    )
     vi.spyOn(net.Socket.prototype, 'write').mockImplementation(function (
       this: net.Socket,
       ...args: Parameters<net.Socket['write']>
     ) {
       const chunk = args[0]
-      sizes.push(typeof chunk === 'string' ? Buffer.byteLength(chunk) : (chunk as Uint8Array).byteLength)
+      if (this.remotePort === port || this.localPort === port)
+        sizes.push(typeof chunk === 'string' ? Buffer.byteLength(chunk) : (chunk as Uint8Array).byteLength)
       return write.apply(this, args)
     })
     const rtt = await a.services.ping.ping(b.peerId)
